@@ -1,0 +1,119 @@
+"""The one place that reads the environment: a typed, frozen settings object built once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
+INSECURE_DEV_KEY = "insecure-dev-key-only-for-DJANGO_DEBUG-on"
+
+
+def _bool(env: dict, name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+
+
+def _list(env: dict, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Config:
+    secret_key: str
+    debug: bool
+    allowed_hosts: tuple[str, ...]
+    database_url: str
+    redis_url: str | None
+    binance_ws_url: str
+    binance_rest_url: str
+    market_symbols: tuple[str, ...]
+    market_source: str
+    orderbook_depth: int
+    ws_heartbeat_interval: int
+    ws_max_connections_per_user: int
+    ws_message_queue_size: int
+    ws_reconnect_timeout: int
+    ws_max_message_bytes: int
+    ws_rate_limit_per_second: float
+    ws_rate_limit_burst: int
+    ws_max_items_per_request: int
+    ws_max_subscriptions_per_connection: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """No Redis: one process, in-memory channel layer, worker started inside the server."""
+        return not self.redis_url
+
+
+def load(env: dict | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    debug = _bool(env, "DJANGO_DEBUG", False)
+    secret_key = env.get("DJANGO_SECRET_KEY", "")
+    if not secret_key:
+        if not debug:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is not set. Set it, or set DJANGO_DEBUG=1 for local development."
+            )
+        secret_key = INSECURE_DEV_KEY
+    source = env.get("MARKET_SOURCE", "binance").strip().lower() or "binance"
+    if source not in {"binance", "simulator"}:
+        raise ImproperlyConfigured(f"MARKET_SOURCE must be binance or simulator, not {source!r}")
+    symbols = tuple(s.upper() for s in _list(env, "MARKET_SYMBOLS", DEFAULT_SYMBOLS))
+    return Config(
+        secret_key=secret_key,
+        debug=debug,
+        allowed_hosts=_list(env, "DJANGO_ALLOWED_HOSTS", ("localhost", "127.0.0.1", "[::1]")),
+        database_url=env.get("DATABASE_URL", ""),
+        redis_url=env.get("REDIS_URL") or None,
+        binance_ws_url=env.get("BINANCE_WS_URL", "wss://stream.binance.com:9443").rstrip("/"),
+        binance_rest_url=env.get("BINANCE_REST_URL", "https://api.binance.com").rstrip("/"),
+        market_symbols=symbols,
+        market_source=source,
+        orderbook_depth=_int(env, "ORDERBOOK_DEPTH", 20, minimum=1),
+        ws_heartbeat_interval=_int(env, "WS_HEARTBEAT_INTERVAL", 30, minimum=1),
+        ws_max_connections_per_user=_int(env, "WS_MAX_CONNECTIONS_PER_USER", 5, minimum=1),
+        ws_message_queue_size=_int(env, "WS_MESSAGE_QUEUE_SIZE", 100, minimum=1),
+        ws_reconnect_timeout=_int(env, "WS_RECONNECT_TIMEOUT", 60, minimum=1),
+        ws_max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 65536, minimum=256),
+        ws_rate_limit_per_second=_float(env, "WS_RATE_LIMIT_PER_SECOND", 10.0),
+        ws_rate_limit_burst=_int(env, "WS_RATE_LIMIT_BURST", 20, minimum=1),
+        ws_max_items_per_request=_int(env, "WS_MAX_ITEMS_PER_REQUEST", 50, minimum=1),
+        ws_max_subscriptions_per_connection=_int(env, "WS_MAX_SUBSCRIPTIONS", 200, minimum=1),
+    )
