@@ -1,0 +1,3 @@
+"""Trading REST API routes (filled in by the trading domain)."""
+
+urlpatterns: list = []

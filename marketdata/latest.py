@@ -1,0 +1,58 @@
+"""The latest market state, shared between the worker (which writes it) and web processes (which read).
+
+Backed by Django's cache: Redis when REDIS_URL is set, process memory in the embedded mode.
+Two things live here: the last trade price per symbol (paper fills of market orders) and the last
+encoded ticker and order-book frame per symbol (the snapshot a new subscriber gets first).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.cache import cache
+
+# A price older than this is no price: a market order is refused rather than filled at a stale price.
+PRICE_TTL_SECONDS = 300
+SNAPSHOT_TTL_SECONDS = 120
+
+
+def _price_key(symbol: str) -> str:
+    return f"last_trade_price:{symbol.upper()}"
+
+
+def _snapshot_key(stream: str, symbol: str) -> str:
+    return f"latest:{stream}:{symbol.upper()}"
+
+
+def record_trade_price(symbol: str, price: Decimal | str) -> None:
+    cache.set(_price_key(symbol), str(price), PRICE_TTL_SECONDS)
+
+
+async def arecord_trade_price(symbol: str, price: Decimal | str) -> None:
+    await cache.aset(_price_key(symbol), str(price), PRICE_TTL_SECONDS)
+
+
+def last_trade_price(symbol: str) -> Decimal | None:
+    raw = cache.get(_price_key(symbol))
+    return Decimal(raw) if raw is not None else None
+
+
+async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
+    """Keep the newest encoded frame of a stateful stream (ticker, orderbook) for new subscribers."""
+    await cache.aset(_snapshot_key(stream, symbol), text, SNAPSHOT_TTL_SECONDS)
+
+
+def clear_snapshot(stream: str, symbol: str) -> None:
+    """A book that lost sync must not be served as the current state."""
+    cache.delete(_snapshot_key(stream, symbol))
+
+
+async def aclear_snapshot(stream: str, symbol: str) -> None:
+    await cache.adelete(_snapshot_key(stream, symbol))
+
+
+async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> list[str]:
+    """The stored frames for these symbols, in the order asked, skipping symbols with none yet."""
+    keys = [_snapshot_key(stream, s) for s in symbols]
+    found = await cache.aget_many(keys)
+    return [found[k] for k in keys if k in found]

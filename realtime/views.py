@@ -1,0 +1,1 @@
+"""HTTP views of the gateway: /ws/status and /metrics (filled in below)."""
