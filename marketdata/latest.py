@@ -51,8 +51,8 @@ async def aclear_snapshot(stream: str, symbol: str) -> None:
     await cache.adelete(_snapshot_key(stream, symbol))
 
 
-async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> list[str]:
-    """The stored frames for these symbols, in the order asked, skipping symbols with none yet."""
-    keys = [_snapshot_key(stream, s) for s in symbols]
-    found = await cache.aget_many(keys)
-    return [found[k] for k in keys if k in found]
+async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """symbol -> stored frame, in the order asked, skipping symbols with none yet."""
+    keys = {_snapshot_key(stream, s): s for s in symbols}
+    found = await cache.aget_many(list(keys))
+    return {symbol: found[key] for key, symbol in keys.items() if key in found}
