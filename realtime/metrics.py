@@ -16,3 +16,13 @@ OUTBOX_DROPS = Counter("ws_outbox_drops_total", "Messages dropped from slow clie
 OUTBOX_CONFLATIONS = Counter("ws_outbox_conflations_total", "Older price updates replaced by newer ones", ["type"])
 SLOW_CONSUMER_CLOSES = Counter("ws_slow_consumer_closes_total", "Connections closed because they did not read")
 PUBLISHED = Counter("realtime_published_total", "Messages published to channel-layer groups", ["kind"])
+
+_out_children: dict[str, object] = {}
+
+
+def count_out(kind: str) -> None:
+    """MESSAGES_OUT for one message; label children cached because this runs per message per client."""
+    child = _out_children.get(kind)
+    if child is None:
+        child = _out_children[kind] = MESSAGES_OUT.labels(type=kind)
+    child.inc()

@@ -372,10 +372,15 @@ MARKET_EVENT = "market.message"
 USER_EVENT = "user.message"
 
 
+def conflation_key(message_type: str, symbol: str) -> str:
+    """Updates with the same key replace each other in a slow client's outbox."""
+    return f"{message_type}:{symbol}"
+
+
 def market_event(message: dict, *, conflate: bool) -> dict:
-    key = f"{message['type']}:{message['symbol']}" if conflate else None
-    return {"type": MARKET_EVENT, "text": encode(message), "key": key}
+    key = conflation_key(message["type"], message["symbol"]) if conflate else None
+    return {"type": MARKET_EVENT, "text": encode(message), "key": key, "kind": message["type"]}
 
 
 def user_event(message: dict) -> dict:
-    return {"type": USER_EVENT, "text": encode(message)}
+    return {"type": USER_EVENT, "text": encode(message), "kind": message["type"]}

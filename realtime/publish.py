@@ -32,7 +32,9 @@ async def apublish_market(message: dict) -> None:
 
 async def apublish_user(user_id: int, channel: str, message: dict) -> None:
     """Publish one trading event to one user's channel group, and to nobody else."""
-    await get_channel_layer(groups.TRADING_LAYER).group_send(groups.user(user_id, channel), protocol.user_event(message))
+    await get_channel_layer(groups.TRADING_LAYER).group_send(
+        groups.user(user_id, channel), protocol.user_event(message)
+    )
     metrics.PUBLISHED.labels(kind=message["type"]).inc()
 
 

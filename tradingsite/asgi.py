@@ -1,16 +1,25 @@
-"""
-ASGI config for tradingsite project.
-
-It exposes the ASGI callable as a module-level variable named ``application``.
-
-For more information on this file, see
-https://docs.djangoproject.com/en/5.2/howto/deployment/asgi/
-"""
+"""ASGI entry point: `daphne tradingsite.asgi:application`."""
 
 import os
 
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
+
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'tradingsite.settings')
+# Django first: it sets up the apps that the consumers' imports need.
+django_asgi_app = get_asgi_application()
 
-application = get_asgi_application()
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from realtime.middleware import JWTAuthMiddleware, OriginlessClientsAllowed  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+websocket_stack = JWTAuthMiddleware(URLRouter(websocket_urlpatterns))
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": OriginlessClientsAllowed(AllowedHostsOriginValidator(websocket_stack), websocket_stack),
+    }
+)

@@ -61,9 +61,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        APP.database_url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0
-    )
+    "default": dj_database_url.parse(APP.database_url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Daphne, the worker and the test runner share one file: wait for locks instead of failing.

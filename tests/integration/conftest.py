@@ -1,0 +1,101 @@
+"""Fixtures that start the real system: Redis (must answer), a migrated SQLite file, daphne processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from django.conf import settings
+
+from tests.integration import harness
+
+REDIS_DB = 9  # a database of its own, flushed at the start of the session
+
+USERS_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+User = get_user_model()
+spec = {"alice": dict(), "bob": dict(), "carol": dict(is_active=False), "staff": dict(is_staff=True),
+        "dave": dict(), "erin": dict()}
+ids = {}
+for name, extra in spec.items():
+    user, _ = User.objects.update_or_create(username=name, defaults=extra)
+    user.set_password(name + "-password-1")
+    user.save()
+    ids[name] = user.pk
+print(json.dumps(ids))
+"""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    if not harness.redis_answers():
+        pytest.fail("Redis is not answering on 127.0.0.1:6379: start it (.ci/run does) to run integration tests")
+    subprocess.run(["redis-cli", "-n", str(REDIS_DB), "FLUSHDB"], check=True, capture_output=True)
+    workdir = tmp_path_factory.mktemp("stack")
+    stack = harness.Stack(
+        workdir=workdir,
+        redis_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
+        database_path=workdir / "db.sqlite3",
+        extra_env={"DJANGO_SECRET_KEY": settings.SECRET_KEY},
+    )
+    stack.manage("migrate", "--no-input")
+    stack.users = json.loads(stack.manage("shell", "-c", USERS_SCRIPT).stdout.strip().splitlines()[-1])
+    yield stack
+    stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gateway(stack):
+    """One daphne instance on Redis, shared by the tests that do not change its settings."""
+    return stack.daphne()
+
+
+@pytest.fixture(scope="session")
+def second_gateway(stack):
+    """A second daphne instance on the same Redis: what one instance knows, both must know."""
+    return stack.daphne()
+
+
+@pytest.fixture
+def redis_publish(stack, settings):
+    """Publish through realtime.publish from the test process onto the stack's Redis layers."""
+    from channels.layers import channel_layers
+
+    from realtime import publish
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [stack.redis_url], "prefix": "tg", "capacity": 10_000, "expiry": 60},
+        },
+        "market": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [stack.redis_url], "prefix": "tgm"},
+        },
+    }
+    channel_layers.backends.clear()
+    yield publish
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def print_logs_on_failure(request, stack):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(stack.logs())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
