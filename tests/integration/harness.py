@@ -165,6 +165,10 @@ class Gateway:
     def status(self, token: str | None = None) -> dict:
         return http_json("GET", f"{self.http}/ws/status", token=token)[1]
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"{self.http}/metrics", timeout=TIMEOUT) as response:
+            return response.read().decode()
+
 
 def http_json(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
     """A JSON request with the standard library; returns (status, body) for 2xx and 4xx alike."""

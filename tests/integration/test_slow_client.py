@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import socket
-import urllib.request
 
 import pytest
 import websockets
@@ -30,7 +29,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def metric(gateway, name: str) -> float:
-    text = urllib.request.urlopen(f"{gateway.http}/metrics", timeout=TIMEOUT).read().decode()
+    text = gateway.metrics()
     found = re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
     return sum(float(v) for v in found)
 
@@ -146,3 +145,53 @@ def protocol_loads(text: str) -> dict:
     import orjson
 
     return orjson.loads(text)
+
+
+@pytest.fixture(scope="module")
+def quick_ping_gateway(stack):
+    return stack.daphne(None, "--ping-interval", "1", "--ping-timeout", "2")
+
+
+async def test_a_dead_peer_is_detected_by_ping_timeout_and_forgotten(quick_ping_gateway, stack, redis_publish):
+    from asgiref.sync import sync_to_async
+
+    user = stack.users["erin"]
+    staff = access_token(stack.users["staff"])
+    url = f"{quick_ping_gateway.ws}/ws/trading?token={access_token(user)}"
+    silent = await silent_client(url)
+    await silent.send('{"type": "subscribe", "channels": ["risk_alerts"]}')
+    # Fill its buffers so it cannot even see the server's pings: to the server it is dead.
+    for seq in range(200):
+        await sync_to_async(redis_publish.publish_risk_alert)(
+            user,
+            alert_type="position_limit_exceeded",
+            severity="high",
+            message=PAD,
+            limit_value="1",
+            current_value=str(seq),
+        )
+    key = f"user_{user}"
+    assert quick_ping_gateway.status(staff)["user_connections"].get(key) == 1
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while quick_ping_gateway.status(staff)["user_connections"].get(key):
+        assert asyncio.get_running_loop().time() < deadline, "the dead connection was never cleaned up"
+        await asyncio.sleep(0.2)
+    silent.transport.abort()
+
+
+async def test_metrics_expose_the_gateway_figures(gateway):
+    async with await Client.connect(f"{gateway.ws}/ws/market") as client:
+        await client.request({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
+        text = await asyncio.to_thread(gateway.metrics)
+    for name in (
+        "ws_active_connections",
+        "ws_messages_in_total",
+        "ws_messages_out_total",
+        "ws_subscriptions",
+        "ws_connection_duration_seconds_bucket",
+        "ws_outbox_drops_total",
+        "ws_outbox_conflations_total",
+        "ws_errors_total",
+    ):
+        assert name in text, name
+    assert 'ws_subscriptions{channel="ticker",symbol="ETHUSDT"} 1.0' in text
