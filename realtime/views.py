@@ -47,3 +47,16 @@ def status(request):
 def metrics(request):
     """This process's Prometheus metrics; scrape every instance."""
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def demo_page(request):
+    """The live trading screen; the client settings it needs come from the server's own."""
+    from django.shortcuts import render
+
+    app = settings.APP
+    client_config = {
+        "heartbeatInterval": app.ws_heartbeat_interval,
+        "reconnectTimeout": app.ws_reconnect_timeout,
+        "symbols": list(app.market_symbols),
+    }
+    return render(request, "index.html", {"client_config": client_config})
