@@ -66,7 +66,7 @@ def second_gateway(stack):
 
 @pytest.fixture
 def redis_publish(stack, settings):
-    """Publish through realtime.publish from the test process onto the stack's Redis layers."""
+    """Publish through realtime.publish from the test process onto the stack's Redis layers and cache."""
     from channels.layers import channel_layers
 
     from realtime import publish
@@ -80,6 +80,13 @@ def redis_publish(stack, settings):
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [stack.redis_url], "prefix": "tgm"},
         },
+    }
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": stack.redis_url,
+            "KEY_PREFIX": "tg",
+        }
     }
     channel_layers.backends.clear()
     yield publish
