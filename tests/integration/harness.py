@@ -237,3 +237,14 @@ class Client:
 
     async def __aexit__(self, *exc) -> None:
         await self.ws.close()
+
+
+def make_user_script(username: str, password: str, **fields: object) -> str:
+    """Python for `manage.py shell -c` that creates or updates one user."""
+    return (
+        "from django.contrib.auth import get_user_model\n"
+        f"user, _ = get_user_model().objects.update_or_create(username={username!r}, defaults={fields!r})\n"
+        f"user.set_password({password!r})\n"
+        "user.save()\n"
+        "print(user.pk)\n"
+    )
