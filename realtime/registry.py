@@ -114,6 +114,9 @@ class RedisRegistry:
     def _key(self, *parts: object) -> str:
         return ":".join((self._prefix, *map(str, parts)))
 
+    def _user_key(self, conn: Connection) -> str:
+        return self._key("user", "anonymous" if conn.user_id is None else conn.user_id)
+
     def _redis(self):
         import redis.asyncio as aioredis
 
@@ -125,11 +128,10 @@ class RedisRegistry:
 
     async def acquire(self, conn: Connection, limit: int | None) -> bool:
         now = time.time() * 1000
-        user_key = self._key("user", conn.user_id if conn.user_id is not None else "anonymous")
         ok = await self._redis().eval(
             _ACQUIRE,
             3,
-            user_key,
+            self._user_key(conn),
             self._key("connections"),
             self._key("info"),
             now,
@@ -149,8 +151,7 @@ class RedisRegistry:
             return
         redis = self._redis()
         async with redis.pipeline(transaction=True) as pipe:
-            if conn.user_id is not None:
-                pipe.zrem(self._key("user", conn.user_id), conn_id)
+            pipe.zrem(self._user_key(conn), conn_id)
             pipe.zrem(self._key("connections"), conn_id)
             pipe.hdel(self._key("info"), conn_id)
             await pipe.execute()
@@ -176,9 +177,8 @@ class RedisRegistry:
         expires = time.time() * 1000 + ENTRY_TTL * 1000
         async with self._redis().pipeline(transaction=False) as pipe:
             for conn in self._local.values():
-                if conn.user_id is not None:
-                    pipe.zadd(self._key("user", conn.user_id), {conn.conn_id: expires})
-                    pipe.pexpire(self._key("user", conn.user_id), int(ENTRY_TTL * 1000))
+                pipe.zadd(self._user_key(conn), {conn.conn_id: expires})
+                pipe.pexpire(self._user_key(conn), int(ENTRY_TTL * 1000))
                 pipe.zadd(self._key("connections"), {conn.conn_id: expires})
                 pipe.hset(self._key("info"), conn.conn_id, self._info(conn))
             await pipe.execute()
