@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class MarketdataConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'marketdata'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "marketdata"

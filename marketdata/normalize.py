@@ -1,0 +1,299 @@
+"""Binance frames in, our messages out. Pure: no I/O, no clock, no Django.
+
+Accepts frames from the combined endpoint (`{"stream": "btcusdt@ticker", "data": {...}}`), from the
+raw `/ws` endpoint (the payload itself, with an `"e"` event type), replies to SUBSCRIBE and friends
+(`{"result": null, "id": 1}`), error replies and the `serverShutdown` connection event.
+
+Values stay the exchange's exact strings: they are checked to be decimal strings, never parsed into
+floats, so what a client sees is what the exchange sent. Anything not shaped as documented raises
+the one NormalizeError.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from marketdata.exceptions import NormalizeError
+from realtime import protocol
+
+_UNSIGNED_DECIMAL = re.compile(r"^\d{1,24}(\.\d{1,24})?$")
+_SIGNED_DECIMAL = re.compile(r"^-?\d{1,24}(\.\d{1,24})?$")
+_STREAM_NAME = re.compile(r"^([a-z0-9]+)@[A-Za-z0-9_@]+$")
+EXCERPT_CHARS = 120
+
+
+# --- what a frame can be -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketMessage:
+    """A ticker or trade message, already in our wire shape (built by realtime.protocol)."""
+
+    message: dict
+
+    @property
+    def kind(self) -> str:
+        return self.message["type"]
+
+    @property
+    def symbol(self) -> str:
+        return self.message["symbol"]
+
+
+@dataclass(frozen=True)
+class DepthDiff:
+    """One `depthUpdate` event: absolute quantities for the update ids U..u."""
+
+    symbol: str
+    first_update_id: int
+    final_update_id: int
+    bids: list[list[str]]
+    asks: list[list[str]]
+    event_time: int
+
+
+@dataclass(frozen=True)
+class DepthSnapshot:
+    """The REST `/api/v3/depth` body."""
+
+    last_update_id: int
+    bids: list[list[str]]
+    asks: list[list[str]]
+
+
+@dataclass(frozen=True)
+class SubscriptionResult:
+    """The reply to SUBSCRIBE / UNSUBSCRIBE (result None) or LIST_SUBSCRIPTIONS (a list)."""
+
+    id: int | str | None
+    result: Any
+
+
+@dataclass(frozen=True)
+class ExchangeError:
+    """An error reply, e.g. `{"code": 2, "msg": "Invalid request: ...", "id": 1}`."""
+
+    code: int | None
+    message: str
+    id: int | str | None = None
+
+
+@dataclass(frozen=True)
+class ServerShutdown:
+    """The exchange is about to restart this server: reconnect now, before it drops us."""
+
+    event_time: int | None
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A well formed event of a kind we do not use (aggTrade, kline, ...): skipped quietly."""
+
+    event_type: str
+
+
+Event = MarketMessage | DepthDiff | SubscriptionResult | ExchangeError | ServerShutdown | Unsupported
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+
+def parse_frame(raw: str | bytes | None) -> Event:
+    """One text frame from the stream endpoint -> an Event, or NormalizeError."""
+    data = _loads(raw)
+    if "stream" in data and "data" in data:
+        return _combined(data)
+    if "result" in data and "id" in data:
+        return SubscriptionResult(id=_request_id(data.get("id")), result=data["result"])
+    if "e" not in data:
+        return _control(data)
+    return _payload(data)
+
+
+def depth_snapshot(body: str | bytes | dict) -> DepthSnapshot:
+    """The REST depth snapshot body -> DepthSnapshot, or NormalizeError."""
+    data = body if isinstance(body, dict) else _loads(body)
+    return DepthSnapshot(
+        last_update_id=_int(data, "lastUpdateId"),
+        bids=_levels(data, "bids"),
+        asks=_levels(data, "asks"),
+    )
+
+
+def ticker(payload: dict) -> dict:
+    """A `24hrTicker` payload -> our ticker message."""
+    return protocol.ticker(
+        symbol=_symbol(payload),
+        price=_decimal(payload, "c"),
+        price_change=_decimal(payload, "p", signed=True),
+        price_change_percent=_decimal(payload, "P", signed=True),
+        high_price=_decimal(payload, "h"),
+        low_price=_decimal(payload, "l"),
+        volume=_decimal(payload, "v"),
+        timestamp=protocol.iso_from_millis(_int(payload, "E")),
+    )
+
+
+def trade(payload: dict) -> dict:
+    """A `trade` payload -> our trade message; the taker sold when the buyer was the maker."""
+    return protocol.trade(
+        symbol=_symbol(payload),
+        price=_decimal(payload, "p"),
+        quantity=_decimal(payload, "q"),
+        side="sell" if _bool(payload, "m") else "buy",
+        timestamp=protocol.iso_from_millis(_int(payload, "E")),
+        trade_id=_int(payload, "t"),
+    )
+
+
+def depth_diff(payload: dict) -> DepthDiff:
+    """A `depthUpdate` payload -> DepthDiff."""
+    first, final = _int(payload, "U"), _int(payload, "u")
+    if first > final:
+        raise NormalizeError(f"depthUpdate has U={first} after u={final}")
+    return DepthDiff(
+        symbol=_symbol(payload),
+        first_update_id=first,
+        final_update_id=final,
+        bids=_levels(payload, "b"),
+        asks=_levels(payload, "a"),
+        event_time=_int(payload, "E"),
+    )
+
+
+def excerpt(raw: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
+    """A short, printable piece of a frame for a log line (frames carry no secrets, but keep logs small)."""
+    if raw is None:
+        return "<none>"
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --- frame shapes --------------------------------------------------------------------------------
+
+
+def _loads(raw: str | bytes | None) -> dict:
+    if raw is None or (isinstance(raw, bytes | bytearray) and not raw):
+        raise NormalizeError("empty frame")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise NormalizeError("frame is not JSON") from None
+    if not isinstance(data, dict):
+        raise NormalizeError(f"frame is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _combined(data: dict) -> Event:
+    stream, payload = data["stream"], data["data"]
+    if not isinstance(stream, str) or not isinstance(payload, dict):
+        raise NormalizeError("combined frame needs a string 'stream' and an object 'data'")
+    event = _payload(payload)
+    match = _STREAM_NAME.match(stream)
+    symbol = getattr(event, "symbol", None)
+    # A payload filed under another symbol's stream would be published to the wrong group.
+    if symbol is not None and (match is None or match.group(1) != symbol.lower()):
+        raise NormalizeError(f"stream {stream!r} carries a payload for {symbol}")
+    return event
+
+
+_PAYLOADS: dict[str, Callable[[dict], Event]] = {
+    "24hrTicker": lambda p: MarketMessage(ticker(p)),
+    "trade": lambda p: MarketMessage(trade(p)),
+    "depthUpdate": depth_diff,
+    "serverShutdown": lambda p: ServerShutdown(event_time=_optional_int(p, "E")),
+}
+
+
+def _payload(payload: dict) -> Event:
+    event_type = payload.get("e")
+    if not isinstance(event_type, str):
+        raise NormalizeError("payload has no string event type 'e'")
+    build = _PAYLOADS.get(event_type)
+    if build is None:
+        return Unsupported(event_type)
+    return build(payload)
+
+
+def _control(data: dict) -> Event:
+    """Frames without an event type: error replies and the wrapped connection event."""
+    event = data.get("event")
+    if isinstance(event, dict) and event.get("e") == "serverShutdown":
+        return ServerShutdown(event_time=_optional_int(event, "E"))
+    error = data.get("error") if isinstance(data.get("error"), dict) else data
+    if "msg" in error:
+        code = error.get("code")
+        return ExchangeError(
+            code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            message=str(error["msg"])[:500],
+            id=_request_id(data.get("id")),
+        )
+    raise NormalizeError(f"unrecognised frame with keys {sorted(data)[:8]}")
+
+
+# --- field checks --------------------------------------------------------------------------------
+
+
+def _field(payload: dict, key: str) -> Any:
+    try:
+        return payload[key]
+    except KeyError:
+        raise NormalizeError(f"field {key!r} is missing") from None
+
+
+def _decimal(payload: dict, key: str, signed: bool = False) -> str:
+    value = _field(payload, key)
+    pattern = _SIGNED_DECIMAL if signed else _UNSIGNED_DECIMAL
+    # Only strings: a JSON number would already have been through a float.
+    if not isinstance(value, str) or not pattern.match(value):
+        raise NormalizeError(f"field {key!r} is not a decimal string: {excerpt(repr(value), 40)}")
+    return value
+
+
+def _int(payload: dict, key: str) -> int:
+    value = _field(payload, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise NormalizeError(f"field {key!r} is not a non-negative integer")
+    return value
+
+
+def _optional_int(payload: dict, key: str) -> int | None:
+    return _int(payload, key) if key in payload else None
+
+
+def _bool(payload: dict, key: str) -> bool:
+    value = _field(payload, key)
+    if not isinstance(value, bool):
+        raise NormalizeError(f"field {key!r} is not a boolean")
+    return value
+
+
+def _symbol(payload: dict) -> str:
+    value = _field(payload, "s")
+    if not isinstance(value, str) or not protocol.SYMBOL_PATTERN.match(value):
+        raise NormalizeError(f"field 's' is not a symbol: {excerpt(repr(value), 40)}")
+    return value
+
+
+def _levels(payload: dict, key: str) -> list[list[str]]:
+    value = _field(payload, key)
+    if not isinstance(value, list):
+        raise NormalizeError(f"field {key!r} is not a list of [price, quantity]")
+    levels = []
+    for level in value:
+        if not isinstance(level, list) or len(level) != 2:
+            raise NormalizeError(f"field {key!r} holds a level that is not [price, quantity]")
+        levels.append([_decimal({"price": level[0]}, "price"), _decimal({"quantity": level[1]}, "quantity")])
+    return levels
+
+
+def _request_id(value: Any) -> int | str | None:
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise NormalizeError("reply id is neither an integer, a string nor null")

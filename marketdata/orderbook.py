@@ -1,0 +1,167 @@
+"""A local order book per symbol, kept exactly as Binance's "How to manage a local order book correctly".
+
+Pure: the worker feeds it diffs and snapshots and acts on the Outcome it gets back.
+
+    AWAITING_SNAPSHOT --snapshot (buffered events bridge it)--> SYNCED
+    SYNCED --gap in update ids, or a crossed book--> AWAITING_SNAPSHOT (the caller fetches a new snapshot)
+
+1. Diffs that arrive before a snapshot are buffered.
+2. On a snapshot, buffered events with u <= lastUpdateId are dropped.
+3. The first applied event must straddle the snapshot: U <= lastUpdateId + 1 <= u.
+4. Every later event's U must be the previous event's u + 1; otherwise the book is discarded.
+5. Quantities are absolute; "0" removes the level (removing an absent level is normal).
+A book whose best bid is at or above its best ask is wrong; it is discarded the same way, so a
+crossed book is never published.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from decimal import Decimal
+from enum import StrEnum
+
+from marketdata.normalize import DepthDiff, DepthSnapshot
+
+DEFAULT_BUFFER_LIMIT = 1000  # diffs kept while a snapshot is fetched (100 s at 100 ms)
+
+
+class State(StrEnum):
+    AWAITING_SNAPSHOT = "awaiting_snapshot"
+    SYNCED = "synced"
+
+
+class Outcome(StrEnum):
+    BUFFERED = "buffered"  # kept until a snapshot arrives
+    APPLIED = "applied"  # the book changed and is in sync: publishable
+    STALE = "stale"  # older than the book: dropped, nothing changed
+    RESYNC = "resync"  # sync lost or not reached: the caller must fetch a (new) snapshot
+
+
+# price -> (price as the exchange wrote it, quantity as the exchange wrote it)
+Side = dict[Decimal, tuple[str, str]]
+
+
+class OrderBook:
+    """One symbol's book. Not thread safe; the worker drives it from one event loop."""
+
+    def __init__(self, symbol: str, buffer_limit: int = DEFAULT_BUFFER_LIMIT):
+        self.symbol = symbol
+        self.state = State.AWAITING_SNAPSHOT
+        self.last_update_id: int | None = None
+        self._bridged = False  # has the first event after the snapshot been applied?
+        self._bids: Side = {}
+        self._asks: Side = {}
+        self._buffer: deque[DepthDiff] = deque(maxlen=buffer_limit)
+
+    # --- what the worker asks ---------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        return self.state is State.SYNCED
+
+    @property
+    def needs_snapshot(self) -> bool:
+        return self.state is State.AWAITING_SNAPSHOT
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def top(self, depth: int) -> tuple[list[list[str]], list[list[str]]]:
+        """The best `depth` levels per side, best first, as the exchange's strings."""
+        if not self.synced:
+            raise ValueError(f"the {self.symbol} book is not in sync; fetch a snapshot first")
+        bids = heapq.nlargest(depth, self._bids)
+        asks = heapq.nsmallest(depth, self._asks)
+        return [list(self._bids[p]) for p in bids], [list(self._asks[p]) for p in asks]
+
+    def crossed(self) -> bool:
+        if not self._bids or not self._asks:
+            return False
+        return max(self._bids) >= min(self._asks)
+
+    # --- what the stream feeds in -----------------------------------------------------------------
+
+    def on_diff(self, diff: DepthDiff) -> Outcome:
+        if diff.symbol != self.symbol:
+            raise ValueError(f"a {diff.symbol} diff was fed to the {self.symbol} book")
+        if self.state is State.AWAITING_SNAPSHOT:
+            self._buffer.append(diff)
+            return Outcome.BUFFERED
+        return self._apply(diff)
+
+    def on_snapshot(self, snapshot: DepthSnapshot) -> Outcome:
+        """Load a REST snapshot and bridge the buffered events onto it."""
+        if self.state is State.SYNCED:
+            return Outcome.STALE  # a late answer to an earlier request: the live book is newer
+        pending = [d for d in self._buffer if d.final_update_id > snapshot.last_update_id]
+        if pending and pending[0].first_update_id > snapshot.last_update_id + 1:
+            # The snapshot is older than the oldest event we still hold: ask for a newer one.
+            self._buffer = deque(pending, maxlen=self._buffer.maxlen)
+            return Outcome.RESYNC
+        self._load(snapshot)
+        self._buffer.clear()
+        for index, diff in enumerate(pending):
+            if self._apply(diff) is Outcome.RESYNC:
+                self._buffer.extend(pending[index + 1 :])  # still good data for the next snapshot
+                return Outcome.RESYNC
+        if self.crossed():
+            self._discard()
+            return Outcome.RESYNC
+        return Outcome.APPLIED
+
+    def reset(self) -> None:
+        """Forget everything (the stream was interrupted): the next diffs start a new sync."""
+        self._discard()
+        self._buffer.clear()
+
+    # --- inside -----------------------------------------------------------------------------------
+
+    def _apply(self, diff: DepthDiff) -> Outcome:
+        assert self.last_update_id is not None
+        if diff.final_update_id <= self.last_update_id and not self._bridged:
+            return Outcome.STALE  # step 4: already contained in the snapshot
+        if not self._continues(diff):
+            return self._lose_sync(diff)
+        _update(self._bids, diff.bids)
+        _update(self._asks, diff.asks)
+        self.last_update_id = diff.final_update_id
+        self._bridged = True
+        if self.crossed():
+            return self._lose_sync(diff)
+        return Outcome.APPLIED
+
+    def _lose_sync(self, diff: DepthDiff) -> Outcome:
+        self._discard()
+        self._buffer.append(diff)  # the newest event is still good data for the next snapshot
+        return Outcome.RESYNC
+
+    def _continues(self, diff: DepthDiff) -> bool:
+        expected = self.last_update_id + 1
+        if self._bridged:
+            return diff.first_update_id == expected  # step 6
+        return diff.first_update_id <= expected <= diff.final_update_id  # step 5
+
+    def _load(self, snapshot: DepthSnapshot) -> None:
+        self._bids, self._asks = {}, {}
+        _update(self._bids, snapshot.bids)
+        _update(self._asks, snapshot.asks)
+        self.last_update_id = snapshot.last_update_id
+        self._bridged = False
+        self.state = State.SYNCED
+
+    def _discard(self) -> None:
+        self._bids, self._asks = {}, {}
+        self.last_update_id = None
+        self._bridged = False
+        self.state = State.AWAITING_SNAPSHOT
+
+
+def _update(side: Side, levels: list[list[str]]) -> None:
+    for price, quantity in levels:
+        key = Decimal(price)
+        if Decimal(quantity) == 0:
+            side.pop(key, None)  # removing a level we never saw is normal (step 9)
+        else:
+            side[key] = (price, quantity)
