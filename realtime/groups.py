@@ -18,7 +18,7 @@ TRADING_LAYER = "default"
 
 
 def _checked(name: str) -> str:
-    if not _VALID.match(name):
+    if not _VALID.fullmatch(name):
         raise ValueError(f"invalid group name {name!r}")
     return name
 

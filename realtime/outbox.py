@@ -49,7 +49,9 @@ class Outbox:
 
     def put(self, text: str, kind: Kind, key: str | None = None) -> None:
         if kind is Kind.STATE:
-            self._put_state(text, key or "")
+            if not key:
+                raise ValueError("a STATE message needs the key it is conflated by")
+            self._put_state(text, key)
             return
         if self._counted >= self.capacity and not self._drop_oldest_droppable():
             if kind is Kind.DROPPABLE:

@@ -43,7 +43,7 @@ class Stream(StrEnum):
 
 
 TRADING_CHANNELS = ("orders", "risk_alerts", "bot_status", "portfolio")
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,20}$")
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 
 # type -> (endpoint set, field name, stream or None, subscribe?)
 _LIST_REQUESTS: dict[str, tuple[frozenset[Endpoint], str, Stream | None, bool]] = {
@@ -151,7 +151,7 @@ def _known_channels(channels: tuple[str, ...]) -> tuple[str, ...]:
 
 def _symbols(symbols: tuple[str, ...]) -> tuple[str, ...]:
     normalised = tuple(dict.fromkeys(s.strip().upper() for s in symbols))
-    malformed = [s for s in normalised if not SYMBOL_PATTERN.match(s)]
+    malformed = [s for s in normalised if not SYMBOL_PATTERN.fullmatch(s)]
     if malformed:
         raise ProtocolError(f"Malformed symbol(s): {', '.join(malformed)}", invalid=malformed)
     return normalised
@@ -184,9 +184,12 @@ def decimal_str(value: Decimal | str | int | None) -> str | None:
     """A Decimal as a plain string (no exponent, no trailing zeros); strings pass through unchanged."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, float):
-        raise TypeError("money and prices are never floats")
-    number = Decimal(value).normalize()
+    if isinstance(value, float | bool):
+        raise TypeError(f"money and prices are Decimal or str, never {type(value).__name__}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"not a finite amount: {value}")
+    number = number.normalize()
     text = format(number, "f")
     return "0" if text in {"-0", ""} else text
 
@@ -195,7 +198,13 @@ def encode(message: dict) -> str:
     return orjson.dumps(message).decode()
 
 
+_RESERVED = frozenset({"type", "timestamp"})
+
+
 def _frame(kind: str, timestamp: str | None, **fields: Any) -> dict:
+    clash = _RESERVED.intersection(fields)
+    if clash:  # e.g. an order's own `type`: send it as `order_type`, never over the frame's
+        raise ValueError(f"extra field(s) {sorted(clash)} would overwrite the frame's own")
     return {"type": kind, **fields, "timestamp": timestamp or now_iso()}
 
 
@@ -359,8 +368,8 @@ def portfolio(
 
 
 def _decimals(fields: dict) -> dict:
-    """Decimals inside a trading payload become strings; everything else is kept."""
-    return {k: decimal_str(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
+    """Decimals inside a trading payload become strings (floats are refused); everything else is kept."""
+    return {k: decimal_str(v) if isinstance(v, Decimal | float) else v for k, v in fields.items()}
 
 
 # --- messages between our processes (channel-layer events) -------------------------------------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 INSECURE_DEV_KEY = "insecure-dev-key-only-for-DJANGO_DEBUG-on"
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")  # as clients may name them (realtime.protocol)
 
 
 def _bool(env: dict, name: str, default: bool) -> bool:
@@ -36,14 +39,25 @@ def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _float(env: dict, name: str, default: float) -> float:
+def _positive_float(env: dict, name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number, not {raw!r}")
+    return value
+
+
+def _symbols(env: dict, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    symbols = tuple(s.upper() for s in _list(env, name, default))
+    malformed = [s for s in symbols if not SYMBOL_PATTERN.fullmatch(s)]
+    if malformed:
+        raise ImproperlyConfigured(f"{name}: malformed symbol(s) {', '.join(malformed)}; use e.g. BTCUSDT")
+    return symbols
 
 
 def _list(env: dict, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -95,7 +109,7 @@ def load(env: dict | None = None) -> Config:
     source = env.get("MARKET_SOURCE", "binance").strip().lower() or "binance"
     if source not in {"binance", "simulator"}:
         raise ImproperlyConfigured(f"MARKET_SOURCE must be binance or simulator, not {source!r}")
-    symbols = tuple(s.upper() for s in _list(env, "MARKET_SYMBOLS", DEFAULT_SYMBOLS))
+    symbols = _symbols(env, "MARKET_SYMBOLS", DEFAULT_SYMBOLS)
     return Config(
         secret_key=secret_key,
         debug=debug,
@@ -112,7 +126,7 @@ def load(env: dict | None = None) -> Config:
         ws_message_queue_size=_int(env, "WS_MESSAGE_QUEUE_SIZE", 100, minimum=1),
         ws_reconnect_timeout=_int(env, "WS_RECONNECT_TIMEOUT", 60, minimum=1),
         ws_max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 65536, minimum=256),
-        ws_rate_limit_per_second=_float(env, "WS_RATE_LIMIT_PER_SECOND", 10.0),
+        ws_rate_limit_per_second=_positive_float(env, "WS_RATE_LIMIT_PER_SECOND", 10.0),
         ws_rate_limit_burst=_int(env, "WS_RATE_LIMIT_BURST", 20, minimum=1),
         ws_max_items_per_request=_int(env, "WS_MAX_ITEMS_PER_REQUEST", 50, minimum=1),
         ws_max_subscriptions_per_connection=_int(env, "WS_MAX_SUBSCRIPTIONS", 200, minimum=1),

@@ -65,11 +65,6 @@ def test_a_symbol_that_would_make_an_invalid_group_name_is_rejected(symbol):
         groups.market(Stream.TICKER, symbol)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="groups._VALID uses re.match with '$', which also matches before a trailing newline, "
-    "so 'market.ticker.btcusdt\\n' passes the check",
-)
 def test_a_symbol_with_a_trailing_newline_is_rejected():
     with pytest.raises(ValueError):
         groups.market(Stream.TICKER, "btcusdt\n")

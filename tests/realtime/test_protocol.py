@@ -606,11 +606,6 @@ def test_order_update_turns_decimal_extras_into_strings_and_keeps_the_rest():
     assert message["client_tag"] == "dca"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol._frame spreads extras after 'type', so order_update(type='limit') (the order's own "
-    "type, a field of every order) turns the frame into {'type': 'limit'} and clients cannot dispatch it",
-)
 def test_an_extra_named_type_never_replaces_the_frame_type():
     try:
         message = order_update_message(type="limit")
@@ -668,11 +663,6 @@ def test_trading_frames_contain_no_float_after_encoding(build):
     walk(orjson.loads(protocol.encode(build())))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol._decimals keeps floats: a float passed as an extra/performance/position field "
-    "goes out as a JSON number, although decimal_str refuses floats for the named fields",
-)
 @pytest.mark.parametrize(
     "build",
     [
