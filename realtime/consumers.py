@@ -136,6 +136,10 @@ class GatewayConsumer(AsyncConsumer):
         except ProtocolError as exc:
             metrics.MESSAGES_IN.labels(type="invalid").inc()
             await self.send_error(exc)
+        except Exception:
+            # A database or Redis blip: tell this client and keep its connection; it may retry.
+            logger.exception("request failed on %s", self.endpoint)
+            await self.send_error(ProtocolError("Internal error: the request did not complete; retry", Code.INTERNAL))
 
     @property
     def _max_bytes(self) -> int:
