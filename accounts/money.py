@@ -67,7 +67,7 @@ def fits_column(value: Decimal) -> bool:
     """Whether a client-supplied amount fits DecimalField(30, 12) without rounding."""
     if not value.is_finite():
         return False
-    exponent = value.as_tuple().exponent
+    exponent = value.normalize().as_tuple().exponent  # trailing zeros do not count: 0.50 fits like 0.5
     places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
     return places <= DECIMAL_PLACES and abs(value) < MAX_AMOUNT
 

@@ -49,6 +49,7 @@ def test_rounding_to_the_step_never_rounds_up():
 
 def test_amounts_that_do_not_fit_the_columns_are_recognised():
     assert fits_column(Decimal("123456.123456789012"))
+    assert fits_column(Decimal("0.003300000000000000"))
     assert not fits_column(Decimal("1.0000000000001"))
     assert not fits_column(Decimal("1e15"))
     assert not fits_column(Decimal("NaN"))

@@ -1,0 +1,162 @@
+"""The async boundary the market-data worker calls: paper matching, revaluation, risk checks, bots.
+
+`handle_market_message` is called for every normalised trade and ticker and returns at once: it
+records the price and hands the database work to background tasks, so a slow database never
+holds up the market feed. Trades are coalesced per symbol (lowest and highest price since the last
+matching run), so one matching run at a time per symbol catches every crossing. Price moves mark
+their symbol for revaluation; one revaluation round per second at most sends each holder of a moved
+symbol one portfolio message and re-checks the risk limits on it.
+`run_bots` drives the running bots' strategies once a second until told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from channels.db import database_sync_to_async
+
+from accounts import selectors, services
+from accounts.matching import PriceRange
+
+logger = logging.getLogger(__name__)
+
+REVALUE_INTERVAL_SECONDS = 1.0  # at most one price-driven portfolio message per user per second
+BOT_TICK_SECONDS = 1.0
+
+
+def _price(message: dict) -> tuple[str, Decimal] | None:
+    symbol, raw = message.get("symbol"), message.get("price")
+    if not isinstance(symbol, str) or not isinstance(raw, str | int):
+        return None
+    try:
+        price = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if not price.is_finite() or price <= 0:
+        return None
+    return symbol.upper(), price
+
+
+def _revalue(symbols: set[str], prices: dict[str, Decimal]) -> None:
+    """One revaluation round (sync, in the ORM's thread): portfolios of holders, then risk limits."""
+    services.portfolios_publish(user_ids=selectors.position_holders(symbols=symbols), prices=prices)
+    for symbol in sorted(symbols):
+        services.risk_limits_check(symbol=symbol, price=prices[symbol])
+
+
+class Engine:
+    """Per-process state: last prices, pending trade ranges, and the background tasks."""
+
+    def __init__(
+        self, *, revalue_interval: float = REVALUE_INTERVAL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ):
+        self.prices: dict[str, Decimal] = {}
+        self._revalue_interval = revalue_interval
+        self._clock = clock
+        self._pending: dict[str, PriceRange] = {}
+        self._matchers: dict[str, asyncio.Task] = {}
+        self._dirty: set[str] = set()
+        self._revaluer: asyncio.Task | None = None
+        self._handlers: dict[str, Callable[[str, Decimal, dict], None]] = {
+            "trade": self._on_trade,
+            "ticker": self._on_ticker,
+        }
+
+    async def handle(self, message: dict) -> None:
+        """Take one market message; the database work it causes runs in the background."""
+        handler = self._handlers.get(message.get("type"))
+        if handler is None:
+            return  # order books and anything else do not move paper orders or valuations
+        parsed = _price(message)
+        if parsed is None:
+            logger.debug("market message without a usable price ignored: %r", message.get("type"))
+            return
+        symbol, price = parsed
+        self.prices[symbol] = price
+        handler(symbol, price, message)
+        self._dirty.add(symbol)
+        if self._revaluer is None or self._revaluer.done():
+            self._revaluer = asyncio.create_task(self._revalue_loop(), name="accounts-revalue")
+
+    def _on_trade(self, symbol: str, price: Decimal, message: dict) -> None:
+        pending = self._pending.get(symbol)
+        self._pending[symbol] = PriceRange.of(price) if pending is None else pending.including(price)
+        task = self._matchers.get(symbol)
+        if task is None or task.done():
+            self._matchers[symbol] = asyncio.create_task(self._match_loop(symbol), name=f"accounts-match-{symbol}")
+
+    def _on_ticker(self, symbol: str, price: Decimal, message: dict) -> None:
+        """A ticker moves valuations only; paper orders fill on trades."""
+
+    async def _match_loop(self, symbol: str) -> None:
+        # Trades that arrive while a run is in the database widen the next run's range.
+        while (prices := self._pending.pop(symbol, None)) is not None:
+            await self._guarded(
+                database_sync_to_async(services.orders_match_trades)(
+                    symbol=symbol, low=prices.low, high=prices.high, prices=dict(self.prices)
+                ),
+                "paper matching on %s failed",
+                symbol,
+            )
+
+    async def _revalue_loop(self) -> None:
+        while self._dirty:
+            started = self._clock()
+            symbols, self._dirty = self._dirty, set()
+            await self._guarded(
+                database_sync_to_async(_revalue)(symbols, dict(self.prices)),
+                "revaluation of %s failed",
+                ",".join(sorted(symbols)),
+            )
+            await asyncio.sleep(max(0.0, self._revalue_interval - (self._clock() - started)))
+
+    @staticmethod
+    async def _guarded(work: Awaitable, what: str, *args: object) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception(what, *args)
+
+    async def drain(self) -> None:
+        """Wait until the work caused by the messages so far is done (tests, orderly shutdown)."""
+        while True:
+            tasks = [t for t in (*self._matchers.values(), self._revaluer) if t is not None and not t.done()]
+            if not tasks:
+                return
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run_bots(self, stop: asyncio.Event, *, tick: float = BOT_TICK_SECONDS) -> None:
+        """Every tick, let each running bot whose interval elapsed place its order, until `stop` is set."""
+        logger.info("bot runner started")
+        while not stop.is_set():
+            await self._guarded(
+                database_sync_to_async(services.bots_run_due)(now=datetime.now(UTC), prices=dict(self.prices)),
+                "bot step failed",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=tick)
+        logger.info("bot runner stopped")
+
+
+_engine = Engine()
+
+
+async def handle_market_message(message: dict) -> None:
+    """Feed one normalised `trade` or `ticker` message (other types are ignored)."""
+    await _engine.handle(message)
+
+
+async def run_bots(stop: asyncio.Event) -> None:
+    """Run the bots until `stop` is set."""
+    await _engine.run_bots(stop)
+
+
+async def drain() -> None:
+    """Wait for the matching and revaluation work already started (call before shutting down)."""
+    await _engine.drain()
