@@ -1,0 +1,227 @@
+/**
+ * The public market panel: watchlist, order-book ladder, trade tape and price chart, all fed by one
+ * TradingWebSocket on /ws/market.
+ */
+
+import { PriceChart } from "./chart.js";
+import { byId, flash, frameBatcher, h, setText } from "./dom.js";
+import {
+  addDecimal,
+  compareDecimal,
+  formatDecimal,
+  formatPercent,
+  formatPrice,
+  formatQuantity,
+  formatTime,
+  signOf,
+  subtractDecimal,
+} from "./format.js";
+
+const BOOK_LEVELS = 14;
+const TAPE_ROWS = 40;
+
+export class MarketPanel {
+  /**
+   * @param {TradingWebSocket} socket  connected to /ws/market
+   * @param {string[]} symbols  the watchlist, in order
+   */
+  constructor(socket, symbols) {
+    this.socket = socket;
+    this.symbols = symbols;
+    this.selected = symbols[0] ?? null;
+    this.tickers = new Map(); // symbol -> last ticker message
+    this.trades = new Map(); // symbol -> newest-first trades
+    this.book = null; // last orderbook message of the selected symbol
+    this.rows = new Map(); // symbol -> { row, cells }
+    this.chart = new PriceChart(byId("price-chart"));
+    this.renderBook = frameBatcher(() => this._renderBook());
+    this.renderTape = frameBatcher(() => this._renderTape());
+    this.selectListeners = new Set();
+    this._buildWatchlist();
+    socket.on("ticker", (message) => this._onTicker(message));
+    socket.on("trade", (message) => this._onTrade(message));
+    socket.on("orderbook", (message) => this._onOrderbook(message));
+    socket.subscribeTicker(symbols);
+    if (this.selected) this.select(this.selected, { force: true });
+  }
+
+  /** Last known price of a symbol, as the exchange's string (or null). */
+  lastPrice(symbol) {
+    return this.tickers.get(symbol)?.price ?? null;
+  }
+
+  onSelect(listener) {
+    this.selectListeners.add(listener);
+  }
+
+  select(symbol, { force = false } = {}) {
+    if (!force && symbol === this.selected) return;
+    const previous = this.selected;
+    if (previous && previous !== symbol) {
+      this.socket.unsubscribeTrades([previous]);
+      this.socket.unsubscribeOrderbook([previous]);
+    }
+    this.selected = symbol;
+    this.book = null;
+    for (const [name, { row }] of this.rows) row.classList.toggle("selected", name === symbol);
+    for (const node of document.querySelectorAll("[data-selected-symbol]")) setText(node, symbol);
+    this.socket.subscribeTrades([symbol]);
+    this.socket.subscribeOrderbook([symbol]);
+    this.chart.show(symbol);
+    this._renderChartHeader();
+    this.renderBook();
+    this.renderTape();
+    for (const listener of this.selectListeners) listener(symbol);
+  }
+
+  // --- watchlist --------------------------------------------------------------------------------
+
+  _buildWatchlist() {
+    const body = byId("watchlist").tBodies[0];
+    body.replaceChildren();
+    for (const symbol of this.symbols) {
+      const cells = {
+        price: h("td", { className: "num price" }, "—"),
+        change: h("td", { className: "num change" }, "—"),
+        high: h("td", { className: "num muted" }, "—"),
+        low: h("td", { className: "num muted" }, "—"),
+        volume: h("td", { className: "num muted" }, "—"),
+      };
+      const row = h(
+        "tr",
+        { dataset: { symbol }, tabIndex: 0, title: `Show ${symbol}` },
+        h("td", { className: "symbol" }, symbol),
+        cells.price,
+        cells.change,
+        cells.high,
+        cells.low,
+        cells.volume,
+      );
+      row.addEventListener("click", () => this.select(symbol));
+      row.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          this.select(symbol);
+        }
+      });
+      this.rows.set(symbol, { row, cells });
+      body.append(row);
+    }
+  }
+
+  _onTicker(message) {
+    const entry = this.rows.get(message.symbol);
+    if (!entry) return;
+    const previous = this.tickers.get(message.symbol);
+    if (previous && Date.parse(previous.timestamp) > Date.parse(message.timestamp)) return; // a replayed snapshot
+    this.tickers.set(message.symbol, message);
+    const { cells, row } = entry;
+    setText(cells.price, formatPrice(message.price));
+    setText(cells.change, formatPercent(message.price_change_percent));
+    setText(cells.high, formatPrice(message.high_price));
+    setText(cells.low, formatPrice(message.low_price));
+    setText(cells.volume, formatDecimal(message.volume, { maxDecimals: 2, minDecimals: 2 }));
+    const direction = signOf(message.price_change_percent);
+    cells.change.classList.toggle("up", direction > 0);
+    cells.change.classList.toggle("down", direction < 0);
+    row.dataset.updated = message.timestamp;
+    if (previous) {
+      const moved = compareDecimal(message.price, previous.price);
+      if (moved !== 0) flash(cells.price, moved > 0 ? "flash-up" : "flash-down");
+    }
+    if (message.symbol === this.selected) this._renderChartHeader();
+  }
+
+  _renderChartHeader() {
+    const ticker = this.tickers.get(this.selected);
+    const price = byId("chart-price");
+    const change = byId("chart-change");
+    setText(price, ticker ? formatPrice(ticker.price) : "—");
+    setText(change, ticker ? formatPercent(ticker.price_change_percent) : "");
+    const direction = ticker ? signOf(ticker.price_change_percent) : 0;
+    change.classList.toggle("up", direction > 0);
+    change.classList.toggle("down", direction < 0);
+  }
+
+  // --- trades -----------------------------------------------------------------------------------
+
+  _onTrade(message) {
+    if (!this.trades.has(message.symbol)) this.trades.set(message.symbol, []);
+    const list = this.trades.get(message.symbol);
+    if (message.trade_id !== undefined && list.some((trade) => trade.trade_id === message.trade_id)) return;
+    list.unshift(message);
+    if (list.length > TAPE_ROWS) list.length = TAPE_ROWS;
+    this.chart.add(message.symbol, message.price, message.timestamp);
+    if (message.symbol === this.selected) this.renderTape();
+  }
+
+  _renderTape() {
+    const body = byId("trade-tape").tBodies[0];
+    const trades = this.trades.get(this.selected) ?? [];
+    if (trades.length === 0) {
+      body.replaceChildren(h("tr", { className: "empty" }, h("td", { colSpan: 3 }, "Waiting for trades…")));
+      return;
+    }
+    body.replaceChildren(
+      ...trades.map((trade) =>
+        h(
+          "tr",
+          { className: trade.side === "sell" ? "sell" : "buy" },
+          h("td", { className: "num price" }, formatPrice(trade.price)),
+          h("td", { className: "num" }, formatQuantity(trade.quantity)),
+          h("td", { className: "num muted" }, formatTime(trade.timestamp)),
+        ),
+      ),
+    );
+  }
+
+  // --- order book -------------------------------------------------------------------------------
+
+  _onOrderbook(message) {
+    if (message.symbol !== this.selected) return;
+    this.book = message;
+    this.renderBook();
+  }
+
+  _renderBook() {
+    const bids = (this.book?.bids ?? []).slice(0, BOOK_LEVELS);
+    const asks = (this.book?.asks ?? []).slice(0, BOOK_LEVELS);
+    const bidRows = withTotals(bids);
+    const askRows = withTotals(asks);
+    const deepest = Math.max(Number(bidRows.at(-1)?.total ?? 0), Number(askRows.at(-1)?.total ?? 0)) || 1;
+    byId("book-bids").tBodies[0].replaceChildren(...ladderRows(bidRows, deepest, "bid"));
+    byId("book-asks").tBodies[0].replaceChildren(...ladderRows(askRows, deepest, "ask"));
+    const spread = byId("book-spread");
+    if (bids.length && asks.length) {
+      setText(spread, `Spread ${formatPrice(subtractDecimal(asks[0][0], bids[0][0]))}`);
+    } else {
+      setText(spread, this.book ? "One side of the book is empty" : "Waiting for the order book…");
+    }
+    setText(byId("book-updated"), this.book ? formatTime(this.book.timestamp) : "");
+  }
+}
+
+/** Levels with their running total (exact decimal sums), best first as the server sends them. */
+function withTotals(levels) {
+  let total = "0";
+  return levels.map(([price, quantity]) => {
+    total = addDecimal(total, quantity) ?? total;
+    return { price, quantity, total };
+  });
+}
+
+function ladderRows(levels, deepest, side) {
+  if (levels.length === 0) return [h("tr", { className: "empty" }, h("td", { colSpan: 3 }, "—"))];
+  return levels.map(({ price, quantity, total }) => {
+    const row = h(
+      "tr",
+      { className: side, dataset: { price } },
+      h("td", { className: "num price" }, formatPrice(price)),
+      h("td", { className: "num" }, formatQuantity(quantity)),
+      h("td", { className: "num muted" }, formatQuantity(total)),
+    );
+    // Number() only to size the depth bar.
+    row.style.setProperty("--depth", `${Math.min(100, (Number(total) / deepest) * 100).toFixed(1)}%`);
+    return row;
+  });
+}
