@@ -1,0 +1,74 @@
+"""Risk limits: set, checked after fills and on price moves, one alert per crossing."""
+
+from decimal import Decimal as D
+
+import pytest
+
+from accounts import services
+from accounts.models import RiskLimit
+from tests.accounts.factories import make_limit, make_symbol, make_user, place, set_price
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def btc():
+    return make_symbol("BTCUSDT")
+
+
+def breached(user) -> bool:
+    return RiskLimit.objects.get(owner=user, symbol="BTCUSDT").breached
+
+
+def test_a_position_over_its_limit_is_flagged_once_and_cleared_back_under():
+    user = make_user()
+    set_price("BTCUSDT", "40000")
+    place(user, "buy", "0.1")
+    make_limit(user, "BTCUSDT", "5000")
+    assert services.risk_limit_check(user_id=user.pk, symbol="BTCUSDT", price=D("51000")) is True
+    assert services.risk_limit_check(user_id=user.pk, symbol="BTCUSDT", price=D("52000")) is False
+    assert breached(user)
+    assert services.risk_limit_check(user_id=user.pk, symbol="BTCUSDT", price=D("40000")) is False
+    assert not breached(user)
+    assert services.risk_limit_check(user_id=user.pk, symbol="BTCUSDT", price=D("51000")) is True
+
+
+def test_a_short_position_counts_by_its_size():
+    user = make_user()
+    set_price("BTCUSDT", "40000")
+    place(user, "sell", "0.2")  # notional 8000
+    make_limit(user, "BTCUSDT", "5000")
+    assert breached(user)
+
+
+def test_setting_a_limit_below_the_current_position_alerts_at_once():
+    user = make_user()
+    set_price("BTCUSDT", "40000")
+    place(user, "buy", "0.2")
+    limit = make_limit(user, "BTCUSDT", "5000")
+    assert limit.breached
+
+
+def test_raising_the_limit_clears_the_breach():
+    user = make_user()
+    set_price("BTCUSDT", "40000")
+    place(user, "buy", "0.2")
+    make_limit(user, "BTCUSDT", "5000")
+    assert not make_limit(user, "BTCUSDT", "10000").breached
+
+
+def test_price_moves_check_only_the_limits_of_holders():
+    holder, flat = make_user(), make_user()
+    set_price("BTCUSDT", "40000")
+    place(holder, "buy", "0.1")
+    make_limit(holder, "BTCUSDT", "5000")
+    make_limit(flat, "BTCUSDT", "1")
+    assert services.risk_limits_check(symbol="BTCUSDT", price=D("60000")) == 1
+    assert breached(holder) and not breached(flat)
+
+
+def test_a_user_without_a_limit_gets_no_alert():
+    user = make_user()
+    set_price("BTCUSDT", "40000")
+    place(user, "buy", "10")
+    assert services.risk_limit_check(user_id=user.pk, symbol="BTCUSDT", price=D("40000")) is False
