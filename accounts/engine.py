@@ -32,7 +32,7 @@ BOT_TICK_SECONDS = 1.0
 
 def _price(message: dict) -> tuple[str, Decimal] | None:
     symbol, raw = message.get("symbol"), message.get("price")
-    if not isinstance(symbol, str) or not isinstance(raw, str | int):
+    if not isinstance(symbol, str) or not isinstance(raw, str | int) or isinstance(raw, bool):
         return None
     try:
         price = Decimal(raw)

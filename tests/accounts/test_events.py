@@ -5,6 +5,7 @@ from decimal import Decimal as D
 import pytest
 
 from accounts import selectors, services
+from accounts.exceptions import InvalidState
 from tests.accounts.factories import (
     Inbox,
     in_thread,
@@ -79,7 +80,7 @@ async def test_a_refused_cancel_publishes_nothing(alice):
     set_price("BTCUSDT", "50000")
     order = await in_thread(place)(alice, "buy", "0.5")
     inbox = await Inbox.join(alice.pk)
-    with pytest.raises(Exception, match="already filled"):
+    with pytest.raises(InvalidState, match="already filled"):
         await in_thread(services.order_cancel)(user_id=alice.pk, order_id=order.pk)
     assert await inbox.all() == []
 
