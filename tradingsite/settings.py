@@ -101,8 +101,17 @@ SIMPLE_JWT = {
 }
 
 
-def _channel_layers() -> dict:
-    if APP.embedded:
+def redis_host(url: str) -> dict:
+    """A channels-redis host whose read timeout outlasts the core layer's 5 s blocking BZPOPMIN.
+
+    redis-py 8 reads with a 5 s socket timeout by default: exactly as long as channels-redis blocks
+    waiting for a message, so an idle consumer would fail with a read timeout.
+    """
+    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "health_check_interval": 15}
+
+
+def channel_layers(redis_url: str | None) -> dict:
+    if not redis_url:
         return {
             "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}},
             "market": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}},
@@ -112,22 +121,27 @@ def _channel_layers() -> dict:
         # reaches capacity; a consumer that cannot keep up is closed by its outbox instead.
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [APP.redis_url],
-                "capacity": 10_000,
-                "expiry": 60,
-                "prefix": "tg",
-            },
+            "CONFIG": {"hosts": [redis_host(redis_url)], "capacity": 10_000, "expiry": 60, "prefix": "tg"},
         },
         # Market data: one PUBLISH per update whatever the number of listeners (see docs/BENCHMARKS.md).
         "market": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [APP.redis_url], "prefix": "tgm"},
+            "CONFIG": {"hosts": [redis_host(redis_url)], "prefix": "tgm"},
         },
     }
 
 
-CHANNEL_LAYERS = _channel_layers()
+def caches(redis_url: str | None) -> dict:
+    """Shared small state (last prices, snapshots, worker status): Redis across processes, else memory."""
+    if not redis_url:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "tg"}
+    }
+
+
+CHANNEL_LAYERS = channel_layers(APP.redis_url)
+CACHES = caches(APP.redis_url)
 
 LOGGING = {
     "version": 1,
@@ -139,13 +153,4 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
-}
-
-# Shared small state (last trade prices, throttles): Redis across processes, memory when embedded.
-CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": APP.redis_url, "KEY_PREFIX": "tg"}
-        if APP.redis_url
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
 }

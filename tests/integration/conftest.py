@@ -70,24 +70,11 @@ def redis_publish(stack, settings):
     from channels.layers import channel_layers
 
     from realtime import publish
+    from tradingsite.settings import caches
+    from tradingsite.settings import channel_layers as layers_for
 
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [stack.redis_url], "prefix": "tg", "capacity": 10_000, "expiry": 60},
-        },
-        "market": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [stack.redis_url], "prefix": "tgm"},
-        },
-    }
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": stack.redis_url,
-            "KEY_PREFIX": "tg",
-        }
-    }
+    settings.CHANNEL_LAYERS = layers_for(stack.redis_url)
+    settings.CACHES = caches(stack.redis_url)
     channel_layers.backends.clear()
     yield publish
     channel_layers.backends.clear()
