@@ -195,7 +195,7 @@ def _combined(data: dict) -> Event:
     if not isinstance(stream, str) or not isinstance(payload, dict):
         raise NormalizeError("combined frame needs a string 'stream' and an object 'data'")
     event = _payload(payload)
-    match = _STREAM_NAME.match(stream)
+    match = _STREAM_NAME.fullmatch(stream)
     symbol = getattr(event, "symbol", None)
     # A payload filed under another symbol's stream would be published to the wrong group.
     if symbol is not None and (match is None or match.group(1) != symbol.lower()):
@@ -251,7 +251,7 @@ def _decimal(payload: dict, key: str, signed: bool = False) -> str:
     value = _field(payload, key)
     pattern = _SIGNED_DECIMAL if signed else _UNSIGNED_DECIMAL
     # Only strings: a JSON number would already have been through a float.
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise NormalizeError(f"field {key!r} is not a decimal string: {excerpt(repr(value), 40)}")
     return value
 
@@ -276,7 +276,7 @@ def _bool(payload: dict, key: str) -> bool:
 
 def _symbol(payload: dict) -> str:
     value = _field(payload, "s")
-    if not isinstance(value, str) or not protocol.SYMBOL_PATTERN.match(value):
+    if not isinstance(value, str) or not protocol.SYMBOL_PATTERN.fullmatch(value):
         raise NormalizeError(f"field 's' is not a symbol: {excerpt(repr(value), 40)}")
     return value
 

@@ -49,6 +49,7 @@ class OrderBook:
         self.symbol = symbol
         self.state = State.AWAITING_SNAPSHOT
         self.last_update_id: int | None = None
+        self.event_time: int | None = None  # exchange time (ms) of the last applied event
         self._bridged = False  # has the first event after the snapshot been applied?
         self._bids: Side = {}
         self._asks: Side = {}
@@ -127,6 +128,7 @@ class OrderBook:
         _update(self._bids, diff.bids)
         _update(self._asks, diff.asks)
         self.last_update_id = diff.final_update_id
+        self.event_time = diff.event_time
         self._bridged = True
         if self.crossed():
             return self._lose_sync(diff)
@@ -153,7 +155,7 @@ class OrderBook:
 
     def _discard(self) -> None:
         self._bids, self._asks = {}, {}
-        self.last_update_id = None
+        self.last_update_id = self.event_time = None
         self._bridged = False
         self.state = State.AWAITING_SNAPSHOT
 

@@ -412,7 +412,7 @@ class ExchangeSimulator:
         else:
             names = [path.removeprefix("/ws/")] if path.startswith("/ws/") else []
             combined = False
-        bad = [n for n in names if not _STREAM.match(n)]
+        bad = [n for n in names if not _STREAM.fullmatch(n)]
         if bad:
             raise HttpError(400, -1100, f"Invalid stream name(s): {', '.join(bad[:5])}")
         if len(names) > self.config.max_streams_per_connection:
@@ -521,7 +521,7 @@ def _request(message: str | bytes) -> dict:
 def _stream_params(params: Any) -> set[str]:
     if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
         raise RequestError(2, "Invalid request: params must be a list of stream names")
-    bad = [p for p in params if not _STREAM.match(p)]
+    bad = [p for p in params if not _STREAM.fullmatch(p)]
     if bad:
         raise RequestError(2, f"Invalid request: invalid stream name(s) {', '.join(bad[:5])}")
     return set(params)
@@ -584,7 +584,7 @@ def _decimal_param(params: dict, name: str, default: str) -> str:
     value = params.get(name, default)
     text = str(value) if isinstance(value, Decimal | int) and not isinstance(value, bool) else value
     try:
-        valid = isinstance(text, str) and bool(_DECIMAL.match(text)) and Decimal(text) > 0
+        valid = isinstance(text, str) and bool(_DECIMAL.fullmatch(text)) and Decimal(text) > 0
     except InvalidOperation:
         valid = False
     if not valid:

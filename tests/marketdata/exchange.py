@@ -47,7 +47,8 @@ async def connect(url: str):
 
 
 async def recv_json(ws, timeout: float = TIMEOUT) -> dict:
-    return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
+    async with asyncio.timeout(timeout):
+        return orjson.loads(await ws.recv())
 
 
 async def recv_until(ws, predicate: Callable[[dict], bool], timeout: float = TIMEOUT) -> dict:

@@ -171,6 +171,7 @@ def test_frames_that_are_not_binance_frames_are_refused(frame):
         {"c": 0.0025},  # a JSON number: it already went through a float
         {"c": "abc"},
         {"c": "1e-8"},
+        {"c": "0.0025\n"},
         {"c": ""},
         {"c": "-0.0025"},  # a price is never negative
         {"P": "12.5%"},
@@ -179,6 +180,7 @@ def test_frames_that_are_not_binance_frames_are_refused(frame):
         {"E": True},
         {"E": -1},
         {"s": "bnb btc"},
+        {"s": "BNB BTC"},
         {"s": 42},
     ],
 )

@@ -1,0 +1,395 @@
+"""The worker streams the exchange into channel-layer groups, keeps books in sync and survives a bad feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+
+import orjson
+import pytest
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from marketdata import latest, normalize, status
+from marketdata.listeners import register_listener, unregister_listener
+from marketdata.models import Symbol
+from marketdata.stream import WorkerOptions, load_enabled_symbols, run_worker
+from realtime import groups, protocol
+from tests.marketdata.exchange import running_simulator
+from tests.marketdata.worker import (
+    QUICK,
+    Collector,
+    GroupSpy,
+    running_worker,
+    static_symbols,
+    streams_of,
+    subscribed,
+)
+from tests.support import TIMEOUT
+
+
+@pytest.fixture
+async def simulator():
+    async with running_simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture(autouse=True)
+async def empty_market_layer():
+    """Groups and channels of the in-memory layer outlive a test; start and end each test without them."""
+    layer = get_channel_layer(groups.MARKET_LAYER)
+    await layer.flush()
+    yield
+    await layer.flush()
+
+
+async def book_at(spy: GroupSpy, seen: dict, update_id: int) -> dict:
+    """The published book at `update_id`: `seen` (the last one received) or one still to come."""
+    if seen["last_update_id"] == update_id:
+        return seen
+    return await spy.next(lambda m: m["last_update_id"] == update_id)
+
+
+def trade_with_id(trade_id: int):
+    return lambda message: message["type"] == "trade" and message.get("trade_id") == trade_id
+
+
+# --- what is published ------------------------------------------------------------------------------
+
+
+async def test_a_trade_is_published_with_the_values_the_exchange_sent():
+    async with running_simulator(trade_chance=0) as simulator:
+        spy = await GroupSpy.join(groups.market("trades", "btcusdt"))
+        collector = Collector()
+        async with running_worker(simulator, [collector]):
+            await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+            sent = simulator.print_trade("BTCUSDT", "50123.45", "0.75", buyer_maker=True)
+
+            published = await spy.next(trade_with_id(sent["t"]))
+            await collector.wait_for(trade_with_id(sent["t"]))
+
+            assert published == normalize.trade(sent)
+            assert (published["price"], published["quantity"], published["side"]) == ("50123.45", "0.75", "sell")
+            assert latest.last_trade_price("BTCUSDT") == Decimal("50123.45")
+
+
+async def test_a_ticker_is_published_unchanged_and_kept_as_the_latest_frame(simulator):
+    spy = await GroupSpy.join(groups.market("ticker", "ethusdt"))
+    collector = Collector()
+    async with running_worker(simulator, [collector]):
+        published = await spy.next()
+        await collector.wait_for(lambda m: m["type"] == "ticker" and m["symbol"] == "ETHUSDT")
+        stored = orjson.loads((await latest.asnapshots("ticker", ["ETHUSDT"]))["ETHUSDT"])
+
+    history = simulator.history["ethusdt@ticker"]
+    sent = [p for p in history if protocol.iso_from_millis(p["E"]) == published["timestamp"]]
+    assert published == normalize.ticker(sent[-1])
+    assert (stored["type"], stored["symbol"]) == ("ticker", "ETHUSDT")
+    assert stored["timestamp"] >= published["timestamp"]
+
+
+async def test_the_published_order_book_matches_the_exchange_book(simulator):
+    spy = await GroupSpy.join(groups.market("orderbook", "btcusdt"))
+    async with running_worker(simulator) as worker:
+        first = await spy.next()
+        simulator.pause()
+        market = simulator.markets["BTCUSDT"]
+        final = await book_at(spy, first, market.update_id)
+        stored = orjson.loads((await latest.asnapshots("orderbook", ["BTCUSDT"]))["BTCUSDT"])
+
+    expected = market.depth_snapshot(worker.options.depth)
+    assert (final["bids"], final["asks"]) == (expected["bids"], expected["asks"])
+    assert len(first["bids"]) == len(first["asks"]) == worker.options.depth
+    assert Decimal(first["bids"][0][0]) < Decimal(first["asks"][0][0])
+    assert stored == final
+
+
+async def test_order_books_are_published_at_most_once_per_interval(simulator):
+    spy = await GroupSpy.join(groups.market("orderbook", "btcusdt"))
+    async with running_worker(simulator, publish_every=0.2):
+        await spy.next()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(3):
+            await spy.next()
+        elapsed = loop.time() - started
+
+    assert elapsed >= 3 * 0.2 * 0.9  # the simulator changes the book every 10 ms
+
+
+# --- a bad feed ---------------------------------------------------------------------------------------
+
+
+async def test_malformed_frames_are_logged_and_skipped(simulator, caplog):
+    spy = await GroupSpy.join(groups.market("trades", "btcusdt"))
+    async with running_worker(simulator):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        with caplog.at_level(logging.WARNING, logger="marketdata.stream"):
+            simulator.send_garbage()
+            sent = simulator.print_trade("BTCUSDT", "50000.10", "0.1")
+            await spy.next(trade_with_id(sent["t"]))
+
+    assert simulator.connections_accepted == 1  # garbage is not a reason to reconnect
+    assert "malformed frame" in caplog.text
+
+
+async def test_a_dropped_connection_is_reconnected_and_resubscribed(simulator):
+    trades = await GroupSpy.join(groups.market("trades", "ethusdt"))
+    books = await GroupSpy.join(groups.market("orderbook", "ethusdt"))
+    async with running_worker(simulator):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        await books.next()
+        dropped_at = simulator.markets["ETHUSDT"].update_id
+        simulator.drop_connections()
+        await simulator.wait_until(lambda s: s.connections_accepted == 2, TIMEOUT)
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT", connections=1), TIMEOUT)
+        sent = simulator.print_trade("ETHUSDT", "3100.00", "2")
+
+        await trades.next(trade_with_id(sent["t"]))
+        # Only a book synced again on the new connection can be newer than the drop.
+        resynced = await books.next(lambda m: m["last_update_id"] > dropped_at)
+
+    assert resynced["symbol"] == "ETHUSDT"
+
+
+async def test_server_shutdown_makes_the_worker_reconnect_at_once(simulator, caplog):
+    async with running_worker(simulator):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        with caplog.at_level(logging.INFO, logger="marketdata.stream"):
+            simulator.announce_shutdown()
+            await simulator.wait_until(lambda s: s.connections_accepted == 2, TIMEOUT)
+            await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT", connections=1), TIMEOUT)
+
+    assert "server shutdown" in caplog.text
+    assert "failed" not in caplog.text
+
+
+async def test_a_silent_feed_counts_as_a_failure(simulator, caplog):
+    async with running_worker(simulator, stale_after=0.3):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        with caplog.at_level(logging.WARNING, logger="marketdata.stream"):
+            simulator.pause()
+            await simulator.wait_until(lambda s: s.connections_accepted >= 2, TIMEOUT)
+        simulator.resume()
+
+    assert "no frame for 0.3 s" in caplog.text
+
+
+async def test_a_connection_is_replaced_before_it_gets_too_old(simulator, caplog):
+    with caplog.at_level(logging.INFO, logger="marketdata.stream"):
+        async with running_worker(simulator, max_connection_age=0.2):
+            await simulator.wait_until(lambda s: s.connections_accepted >= 3, TIMEOUT)
+
+    assert "maximum age" in caplog.text
+    assert "failed" not in caplog.text
+
+
+async def test_a_gap_in_update_ids_resyncs_the_book(simulator, monkeypatch):
+    cleared = []
+    clear = latest.aclear_snapshot
+
+    async def recording_clear(stream, symbol):
+        cleared.append((stream, symbol))
+        await clear(stream, symbol)
+
+    monkeypatch.setattr(latest, "aclear_snapshot", recording_clear)
+    books = await GroupSpy.join(groups.market("orderbook", "btcusdt"))
+    async with running_worker(simulator) as worker:
+        await books.next()  # in sync
+        gap_after = simulator.markets["BTCUSDT"].update_id
+        simulator.skip_depth_event("BTCUSDT")
+        resynced = await books.next(lambda m: m["last_update_id"] > gap_after)  # only after a new snapshot
+        simulator.pause()
+        market = simulator.markets["BTCUSDT"]
+        final = await book_at(books, resynced, market.update_id)
+
+    expected = market.depth_snapshot(worker.options.depth)
+    assert worker.resyncs["BTCUSDT"] == 1
+    assert ("orderbook", "BTCUSDT") in cleared
+    assert (final["bids"], final["asks"]) == (expected["bids"], expected["asks"])
+
+
+# --- symbols and connections --------------------------------------------------------------------------
+
+
+async def test_streams_are_named_in_the_combined_stream_url(simulator):
+    async with running_worker(simulator):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        (client,) = simulator.clients.values()
+
+    assert client.combined
+    assert client.path.startswith("/stream?streams=")
+    assert set(client.path.removeprefix("/stream?streams=").split("/")) == streams_of("BTCUSDT", "ETHUSDT")
+
+
+async def test_subscriptions_stay_under_binances_message_rate(simulator):
+    async with running_worker(simulator, url_streams=0, subscribe_batch=1):  # one SUBSCRIBE per stream
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+
+    assert simulator.rate_limit_disconnects == 0
+    assert simulator.connections_accepted == 1
+
+
+async def test_enabled_symbols_are_subscribed_and_disabled_ones_unsubscribed(simulator):
+    symbols = static_symbols("BTCUSDT")
+    async with running_worker(simulator, symbols_loader=symbols) as worker:
+        await simulator.wait_until(subscribed("BTCUSDT", connections=1), TIMEOUT)
+        symbols.current.add("ETHUSDT")
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT", connections=1), TIMEOUT)
+        symbols.current.discard("BTCUSDT")
+        await simulator.wait_until(subscribed("ETHUSDT", connections=1), TIMEOUT)
+
+        assert worker.symbols == {"ETHUSDT"}
+        assert set(worker.books) == {"ETHUSDT"}
+    assert simulator.connections_accepted == 1
+
+
+async def test_more_streams_than_one_connection_takes_are_sharded(simulator):
+    symbols = static_symbols("BTCUSDT", "ETHUSDT", "ADAUSDT")
+    async with running_worker(simulator, symbols_loader=symbols, max_streams_per_connection=6) as worker:
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT", "ADAUSDT", connections=2), TIMEOUT)
+        sizes = sorted(len(c.subscriptions) for c in simulator.clients.values())
+
+        assert sizes == [3, 6]
+        assert len(worker.shards) == 2
+
+
+async def test_a_malformed_symbol_name_is_ignored(simulator, caplog):
+    symbols = static_symbols("BTCUSDT", "not a symbol")
+    async with running_worker(simulator, symbols_loader=symbols) as worker:
+        await simulator.wait_until(subscribed("BTCUSDT"), TIMEOUT)
+
+        assert worker.symbols == {"BTCUSDT"}
+    assert "malformed symbol" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_enabled_symbols_come_from_the_table_seeded_from_the_settings():
+    assert await Symbol.objects.acount() == 0
+
+    first = await load_enabled_symbols()
+    await Symbol.objects.filter(name="ETHUSDT").aupdate(enabled=False)
+    second = await load_enabled_symbols()
+
+    assert first == sorted(settings.APP.market_symbols)
+    assert second == sorted(set(settings.APP.market_symbols) - {"ETHUSDT"})
+    assert await Symbol.objects.acount() == len(settings.APP.market_symbols)
+    btc = await Symbol.objects.aget(name="BTCUSDT")
+    assert (btc.base_asset, btc.quote_asset, btc.enabled) == ("BTC", "USDT", True)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_worker_streams_the_enabled_rows_of_the_symbol_table(simulator):
+    await Symbol.objects.abulk_create([Symbol(name="ADAUSDT"), Symbol(name="ETHUSDT", enabled=False)])
+    async with running_worker(simulator, symbols_loader=None):
+        await simulator.wait_until(subscribed("ADAUSDT"), TIMEOUT)
+
+
+# --- listeners ----------------------------------------------------------------------------------------
+
+
+async def test_listeners_receive_every_trade_and_ticker(simulator):
+    collector = Collector()
+    async with running_worker(simulator, [collector]):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        sent = simulator.print_trade("ETHUSDT", "3000.50", "1.5")
+        trade = await collector.wait_for(trade_with_id(sent["t"]))
+        ticker = await collector.wait_for(lambda m: m["type"] == "ticker")
+
+    assert trade == normalize.trade(sent)
+    assert ticker["symbol"] in {"BTCUSDT", "ETHUSDT"}
+    assert {m["type"] for m in collector.messages} <= {"trade", "ticker"}
+
+
+async def test_a_slow_listener_does_not_stall_publishing_and_drops_are_logged(simulator, caplog):
+    release = asyncio.Event()
+
+    async def stuck(message: dict) -> None:
+        await release.wait()
+
+    spy = await GroupSpy.join(groups.market("trades", "btcusdt"))
+    async with running_worker(simulator, [stuck], listener_queue=2):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        sent = [simulator.print_trade("BTCUSDT", f"5000{n}.00", "0.1") for n in range(5)]
+        for trade in sent:
+            await spy.next(trade_with_id(trade["t"]))
+        release.set()
+
+    dropped = [r for r in caplog.records if r.levelno == logging.ERROR and "dropped BTCUSDT trade" in r.getMessage()]
+    assert dropped
+
+
+async def test_a_failing_listener_is_logged_and_keeps_receiving(simulator, caplog):
+    class FailsFirst(Collector):
+        async def __call__(self, message: dict) -> None:
+            await super().__call__(message)
+            if len(self.messages) == 1:
+                raise RuntimeError("listener bug")
+
+    listener = FailsFirst()
+    async with running_worker(simulator, [listener]):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        sent = simulator.print_trade("BTCUSDT", "50000.00", "0.2")
+        await listener.wait_for(trade_with_id(sent["t"]))
+
+    assert "market listener" in caplog.text
+    assert "listener bug" in caplog.text
+
+
+async def test_run_worker_includes_registered_listeners(simulator):
+    collector = Collector()
+    register_listener(collector)
+    stop = asyncio.Event()
+    options = WorkerOptions(
+        ws_url=simulator.ws_url,
+        rest_url=simulator.rest_url,
+        source="simulator",
+        symbols_loader=static_symbols("BTCUSDT"),
+        retry=QUICK.retry,
+    )
+    try:
+        task = asyncio.create_task(run_worker(stop, options=options))
+        await simulator.wait_until(subscribed("BTCUSDT"), TIMEOUT)
+        sent = simulator.print_trade("BTCUSDT", "50000.00", "0.3")
+        await collector.wait_for(trade_with_id(sent["t"]))
+        stop.set()
+        await asyncio.wait_for(task, TIMEOUT)
+    finally:
+        unregister_listener(collector)
+
+
+# --- status and stopping ------------------------------------------------------------------------------
+
+
+async def test_the_worker_writes_a_status_record_for_ws_status(simulator, monkeypatch):
+    records = Collector()
+    monkeypatch.setattr(status, "awrite_status", records)
+    async with running_worker(simulator):
+        record = await records.wait_for(lambda r: r["connected"] and r["last_message_at"] and r["books_in_sync"] == 2)
+
+    assert record["source"] == "simulator"
+    assert record["simulated"] is True
+    assert record["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    assert record["last_message_at"].endswith("Z")
+    assert record["updated_at"].endswith("Z")
+
+
+async def test_stopping_closes_the_connections_and_says_so_in_the_status(simulator):
+    async with running_worker(simulator):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+
+    await simulator.wait_until(lambda s: not s.clients, TIMEOUT)
+    record = status.read_status()
+    assert record["connected"] is False
+    assert record["source"] == "simulator"
+
+
+def test_options_come_from_the_settings():
+    options = WorkerOptions.from_settings(stale_after=12)
+
+    assert options.ws_url == settings.APP.binance_ws_url
+    assert options.rest_url == settings.APP.binance_rest_url
+    assert options.depth == settings.APP.orderbook_depth
+    assert options.simulated is (settings.APP.market_source == "simulator")
+    assert options.stale_after == 12
