@@ -1,5 +1,6 @@
 """Django settings. Every value that comes from the environment is read once, in config.py."""
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,8 +65,9 @@ DATABASES = {
     "default": dj_database_url.parse(APP.database_url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Daphne, the worker and the test runner share one file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Daphne, the worker and the test runner share one file: wait for locks instead of failing, and
+    # take the write lock when a transaction starts, so two writers queue instead of deadlocking.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -82,6 +84,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Daphne serves static files through WhiteNoise straight from the app and project folders, so the
+# page works with or without `collectstatic` (which production deployments still run).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
