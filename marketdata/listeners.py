@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -45,7 +46,7 @@ class ListenerFeed:
         self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=size)
         self.dropped = 0
         self._task: asyncio.Task | None = None
-        self._last_ticker_warning = float("-inf")
+        self._last_ticker_warning = -math.inf
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"market-listener-{self.name}")

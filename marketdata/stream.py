@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -113,7 +114,7 @@ class _Throttle:
     """At most one log line per `every` seconds for a recurring problem; counts what it held back."""
 
     def __init__(self, every: float = 10.0):
-        self.every, self.count, self._last = every, 0, float("-inf")
+        self.every, self.count, self._last = every, 0, -math.inf
 
     def due(self) -> int | None:
         self.count += 1

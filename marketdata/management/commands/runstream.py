@@ -1,0 +1,34 @@
+"""`python manage.py runstream`: the market-data worker, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from marketdata.stream import WorkerOptions, run_worker
+
+
+class Command(BaseCommand):
+    help = "Stream market data from the exchange (BINANCE_WS_URL) into the channel layer until stopped."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--stale-after",
+            type=float,
+            default=30.0,
+            help="seconds without any frame from the exchange before the connection is replaced",
+        )
+
+    def handle(self, *args, **options):
+        if options["stale_after"] <= 0:
+            raise CommandError("--stale-after must be positive")
+        asyncio.run(self._run(WorkerOptions.from_settings(stale_after=options["stale_after"])))
+
+    async def _run(self, worker_options: WorkerOptions) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)  # finish cleanly: close sockets, drain listeners, final status
+        await run_worker(stop, options=worker_options)
