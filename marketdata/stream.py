@@ -138,6 +138,7 @@ class MarketDataWorker:
         self._syncing: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._snapshot_slots = asyncio.Semaphore(options.snapshot_concurrency)
+        self._shard_numbers = itertools.count(1)  # for log lines; never reused
         self._running = False
         self._malformed = _Throttle()
         self._publish_failures = _Throttle()
@@ -244,7 +245,7 @@ class MarketDataWorker:
                 shard.add(pending[:room])
                 pending = pending[room:]
         while pending:
-            shard = Shard(self, number=len(self.shards) + 1)
+            shard = Shard(self, number=next(self._shard_numbers))
             self.shards.append(shard)
             shard.add(pending[:per_shard])
             pending = pending[per_shard:]
@@ -490,8 +491,9 @@ class Shard:
         while not self._commands.empty():
             self._commands.get_nowait()  # the URL and the lines below cover the current set afresh
         wanted = self.streams()
-        missing = [s for s in wanted if s not in set(in_url)]
-        extra = [s for s in in_url if s not in set(wanted)]  # removed while we were connecting
+        named, wanted_set = set(in_url), set(wanted)
+        missing = [s for s in wanted if s not in named]  # added while we were connecting, or beyond the URL
+        extra = [s for s in in_url if s not in wanted_set]  # removed while we were connecting
         if missing:
             self._commands.put_nowait(("SUBSCRIBE", missing))
         if extra:

@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 
 import orjson
 import websockets
@@ -21,8 +22,6 @@ FAST = SimulatorConfig(interval=0.01, ticker_every=5, slow_depth_every=5, trade_
 @contextlib.asynccontextmanager
 async def running_simulator(config: SimulatorConfig = FAST, **changes):
     """A simulator on a free port for the length of a test."""
-    from dataclasses import replace
-
     async with ExchangeSimulator(replace(config, **changes)).running() as simulator:
         yield simulator
 
