@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -116,7 +117,19 @@ class Session:
 
     async def send(self, message: dict) -> None:
         say(f"  -> {json.dumps(message)}")
-        await self.ws.send(json.dumps(message))
+        try:
+            await self.ws.send(json.dumps(message))
+        except websockets.ConnectionClosed as closed:
+            raise CheckFailed(f"sending {message['type']}: {await self.why_closed(closed)}") from None
+
+    async def why_closed(self, closed: websockets.ConnectionClosed) -> str:
+        """The server's reason for closing: its error frame if one came first, and the close code."""
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            while True:  # the frames that were already received before the close
+                message = decode(await asyncio.wait_for(self.ws.recv(), 1))
+                say(describe(message))
+        code, reason = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")
+        return f"the server {close_text(code, reason)}"
 
     async def expect(self, predicate: Callable[[dict], bool], what: str, timeout: float = TIMEOUT) -> dict:
         """The first message matching `predicate`; an error frame or a close fails the check."""
@@ -130,8 +143,7 @@ class Session:
             except TimeoutError:
                 raise CheckFailed(f"no {what} within {timeout:g} s") from None
             except websockets.ConnectionClosed as closed:
-                code, reason = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")
-                raise CheckFailed(f"waiting for {what}: the server {close_text(code, reason)}") from None
+                raise CheckFailed(f"waiting for {what}: {await self.why_closed(closed)}") from None
             message = decode(raw)
             self.received.append(message)
             say(describe(message))

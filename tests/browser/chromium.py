@@ -62,3 +62,23 @@ def start(profile_dir: Path, log_path: Path | None = None):
 def console_entries(driver) -> list[dict]:
     """The browser console since the last call (each entry: level, message, timestamp)."""
     return driver.get_log("browser")
+
+
+def save_full_page(driver, path: Path) -> Path:
+    """A PNG of the whole page, below the fold too (Chrome DevTools' captureBeyondViewport)."""
+    import base64
+
+    width, height = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight];"
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path

@@ -1,0 +1,70 @@
+"""The live system and a headless Debian Chromium for the browser tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import chromium
+from tests.integration.harness import ROOT
+from tests.tools import live
+
+REDIS_DB = 14  # its own database: not the integration tests' (9), the benchmark's (11) or the CLI tests' (15)
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="module")
+def browser_system(tmp_path_factory):
+    """Exchange, worker and daphne with short client timings, so a restart is seen in seconds.
+
+    Module-scoped: Redis pub/sub channels (the market layer) are shared by every database number,
+    so a worker left running would feed its prices into the next stack's gateways.
+    """
+    try:
+        system = live.start(
+            tmp_path_factory.mktemp("live-browser"),
+            REDIS_DB,
+            collectstatic=True,
+            WS_RECONNECT_TIMEOUT="3",  # the page's backoff cap
+            WS_HEARTBEAT_INTERVAL="5",
+        )
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield system
+    system.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    why = chromium.missing()
+    if why:
+        pytest.fail(why)
+    workdir = tmp_path_factory.mktemp("chromium")
+    web = chromium.start(workdir / "profile", workdir / "chromedriver.log")
+    yield web
+    web.quit()
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    web = request.node.funcargs.get("driver") if hasattr(request.node, "funcargs") else None
+    if report is not None and report.failed and web is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        web.save_screenshot(str(ARTIFACTS / f"failed-{request.node.name}.png"))
+        system = request.node.funcargs.get("browser_system")
+        if system is not None:
+            print(system.stack.logs())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
