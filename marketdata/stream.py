@@ -99,7 +99,9 @@ async def run_worker(
     options: WorkerOptions | None = None,
 ) -> None:
     """Stream market data until `stop` is set. Listeners registered with register_listener() are included."""
-    worker = MarketDataWorker(options or WorkerOptions.from_settings(), (*registered_listeners(), *listeners))
+    # A listener both registered and passed in is called once: a paper fill must not happen twice.
+    unique = tuple(dict.fromkeys((*registered_listeners(), *listeners)))
+    worker = MarketDataWorker(options or WorkerOptions.from_settings(), unique)
     await worker.run(stop)
 
 

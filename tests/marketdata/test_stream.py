@@ -337,7 +337,7 @@ async def test_a_failing_listener_is_logged_and_keeps_receiving(simulator, caplo
     assert "listener bug" in caplog.text
 
 
-async def test_run_worker_includes_registered_listeners(simulator):
+async def test_run_worker_includes_registered_listeners_once(simulator):
     collector = Collector()
     register_listener(collector)
     stop = asyncio.Event()
@@ -349,7 +349,7 @@ async def test_run_worker_includes_registered_listeners(simulator):
         retry=QUICK.retry,
     )
     try:
-        task = asyncio.create_task(run_worker(stop, options=options))
+        task = asyncio.create_task(run_worker(stop, listeners=[collector], options=options))
         await simulator.wait_until(subscribed("BTCUSDT"), TIMEOUT)
         sent = simulator.print_trade("BTCUSDT", "50000.00", "0.3")
         await collector.wait_for(trade_with_id(sent["t"]))
@@ -357,6 +357,8 @@ async def test_run_worker_includes_registered_listeners(simulator):
         await asyncio.wait_for(task, TIMEOUT)
     finally:
         unregister_listener(collector)
+
+    assert sum(trade_with_id(sent["t"])(m) for m in collector.messages) == 1  # registered and passed: called once
 
 
 # --- status and stopping ------------------------------------------------------------------------------
