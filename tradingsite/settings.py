@@ -117,6 +117,14 @@ def redis_host(url: str) -> dict:
     return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "health_check_interval": 15}
 
 
+def layer_prefix(redis_url: str) -> str:
+    """Pub/sub channels ignore Redis database numbers: name them by database so deployments sharing
+    one Redis server on different databases never hear each other's market data."""
+    from urllib.parse import urlparse
+
+    return f"db{(urlparse(redis_url).path.strip('/') or '0')}"
+
+
 def channel_layers(redis_url: str | None) -> dict:
     if not redis_url:
         return {
@@ -128,12 +136,17 @@ def channel_layers(redis_url: str | None) -> dict:
         # reaches capacity; a consumer that cannot keep up is closed by its outbox instead.
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_host(redis_url)], "capacity": 10_000, "expiry": 60, "prefix": "tg"},
+            "CONFIG": {
+                "hosts": [redis_host(redis_url)],
+                "capacity": 10_000,
+                "expiry": 60,
+                "prefix": f"tg.{layer_prefix(redis_url)}",
+            },
         },
         # Market data: one PUBLISH per update whatever the number of listeners (see docs/BENCHMARKS.md).
         "market": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_host(redis_url)], "prefix": "tgm"},
+            "CONFIG": {"hosts": [redis_host(redis_url)], "prefix": f"tgm.{layer_prefix(redis_url)}"},
         },
     }
 

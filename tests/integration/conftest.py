@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
@@ -93,3 +94,59 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@dataclass
+class Exchange:
+    """The local exchange in a subprocess, with its test-control endpoints."""
+
+    service: harness.Service
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def control(self, action: str, **body) -> dict:
+        status, reply = await harness.ahttp_json("POST", f"{self.rest_url}/_sim/{action}", body)
+        assert status == 200, reply
+        return reply
+
+    def state(self) -> dict:
+        return harness.http_json("GET", f"{self.rest_url}/_sim/state")[1]
+
+
+def start_exchange(stack, *args: str) -> Exchange:
+    port = harness.free_port()
+    service = stack.spawn("exchange", [harness.PYTHON, "manage.py", "simulate_exchange", "--port", str(port), *args])
+    exchange = Exchange(service, port)
+    harness.wait_until_http(f"{exchange.rest_url}/api/v3/ping", service)
+    return exchange
+
+
+def start_worker(stack, exchange: Exchange, **env: str) -> harness.Service:
+    return stack.spawn(
+        "runstream",
+        [harness.PYTHON, "manage.py", "runstream"],
+        BINANCE_WS_URL=exchange.ws_url,
+        BINANCE_REST_URL=exchange.rest_url,
+        MARKET_SOURCE="simulator",
+        **env,
+    )
+
+
+@pytest.fixture(scope="session")
+def exchange(stack):
+    """A local exchange whose only trades are the ones a test prints (deterministic fills)."""
+    return start_exchange(stack, "--trade-chance", "0", "--seed", "7")
+
+
+@pytest.fixture(scope="session")
+def worker(stack, exchange, gateway):
+    service = start_worker(stack, exchange)
+    harness.wait_until(lambda: gateway.status()["market_data"].get("connected"), service, "the worker never connected")
+    return service

@@ -248,3 +248,22 @@ def make_user_script(username: str, password: str, **fields: object) -> str:
         "user.save()\n"
         "print(user.pk)\n"
     )
+
+
+def wait_until(predicate, service: Service, what: str, timeout: float = 30) -> None:
+    """Poll a condition about the outside world (HTTP status, a file) until it holds or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise RuntimeError(f"{service.name} exited:\n{service.log()[-4000:]}")
+        try:
+            if predicate():
+                return
+        except (OSError, urllib.error.URLError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}:\n{service.log()[-4000:]}")
+
+
+def wait_until_http(url: str, service: Service, timeout: float = 30) -> None:
+    wait_until(lambda: http_json("GET", url)[0] == 200, service, f"{url} never answered", timeout)

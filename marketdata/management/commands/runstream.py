@@ -1,4 +1,4 @@
-"""`python manage.py runstream`: the market-data worker, until SIGINT or SIGTERM."""
+"""`python manage.py runstream`: the market-data worker with the paper-trading engine and bots."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.stream import WorkerOptions, run_worker
+from marketdata.stream import WorkerOptions
+from tradingsite.worker import run_market_and_bots
 
 
 class Command(BaseCommand):
-    help = "Stream market data from the exchange (BINANCE_WS_URL) into the channel layer until stopped."
+    help = (
+        "Stream market data from the exchange (BINANCE_WS_URL) into the channel layer, fill paper orders and run bots."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -31,4 +34,4 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)  # finish cleanly: close sockets, drain listeners, final status
-        await run_worker(stop, options=worker_options)
+        await run_market_and_bots(stop, worker_options)
