@@ -14,6 +14,7 @@ export class PriceChart {
     this.context = canvas.getContext("2d");
     this.series = new Map(); // symbol -> [{ t, y, label }]
     this.symbol = null;
+    this.broken = new Set(); // symbols whose next point starts a new line
     this._pending = false;
     new ResizeObserver(() => this.draw()).observe(canvas);
   }
@@ -23,13 +24,18 @@ export class PriceChart {
     this.draw();
   }
 
+  /** The feed was interrupted: the next point of every symbol starts a new line. */
+  breakLines() {
+    for (const symbol of this.series.keys()) this.broken.add(symbol);
+  }
+
   add(symbol, price, timestamp) {
     const y = Number(price);
     if (!Number.isFinite(y)) return;
     const t = Date.parse(timestamp) || Date.now();
     if (!this.series.has(symbol)) this.series.set(symbol, []);
     const points = this.series.get(symbol);
-    points.push({ t, y, label: formatPrice(price) });
+    points.push({ t, y, label: formatPrice(price), breakBefore: this.broken.delete(symbol) });
     if (points.length > MAX_POINTS) points.splice(0, points.length - MAX_POINTS);
     if (symbol === this.symbol) this._schedule();
   }
@@ -116,27 +122,28 @@ export class PriceChart {
     ctx.textAlign = "right";
     ctx.fillText(new Date(points.at(-1).t).toLocaleTimeString([], { hour12: false }), plot.x + plot.w, height - 6);
 
-    // area and line, coloured by the session's direction
+    // area and line, coloured by the session's direction; a reconnect leaves a gap in the line
+    // rather than a straight bridge over the time the feed was down
     const rising = points.at(-1).y >= points[0].y;
     const stroke = rising ? colors.up : colors.down;
-    ctx.beginPath();
-    points.forEach((point, index) => {
-      const x = xOf(point.t);
-      const y = yOf(point.y);
-      if (index === 0) ctx.moveTo(x, y);
-      else ctx.lineTo(x, y);
-    });
-    ctx.strokeStyle = stroke;
-    ctx.lineWidth = 1.5;
-    ctx.stroke();
-    ctx.lineTo(xOf(points.at(-1).t), plot.y + plot.h);
-    ctx.lineTo(xOf(start), plot.y + plot.h);
-    ctx.closePath();
     const gradient = ctx.createLinearGradient(0, plot.y, 0, plot.y + plot.h);
     gradient.addColorStop(0, `${stroke}55`);
     gradient.addColorStop(1, `${stroke}00`);
-    ctx.fillStyle = gradient;
-    ctx.fill();
+    for (const segment of segments(points)) {
+      ctx.beginPath();
+      segment.forEach((point, index) => {
+        if (index === 0) ctx.moveTo(xOf(point.t), yOf(point.y));
+        else ctx.lineTo(xOf(point.t), yOf(point.y));
+      });
+      ctx.strokeStyle = stroke;
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+      ctx.lineTo(xOf(segment.at(-1).t), plot.y + plot.h);
+      ctx.lineTo(xOf(segment[0].t), plot.y + plot.h);
+      ctx.closePath();
+      ctx.fillStyle = gradient;
+      ctx.fill();
+    }
 
     // last price tag
     ctx.fillStyle = stroke;
@@ -145,4 +152,14 @@ export class PriceChart {
     ctx.textAlign = "left";
     ctx.fillText(last.label, plot.x + plot.w + 6, tagY + 4);
   }
+}
+
+/** Runs of points between the breaks left by lost connections. */
+function segments(points) {
+  const runs = [[points[0]]];
+  for (const point of points.slice(1)) {
+    if (point.breakBefore) runs.push([]);
+    runs.at(-1).push(point);
+  }
+  return runs;
 }

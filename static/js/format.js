@@ -77,6 +77,24 @@ export function formatQuantity(value) {
   return formatDecimal(value, { maxDecimals: 8, minDecimals: 0 });
 }
 
+/** A volume in a narrow column: "1,234.57", "128.22K", "4.51M" (shifting digits, never floats). */
+export function formatVolume(value) {
+  const parts = parseDecimal(value);
+  if (!parts) return "—";
+  const units = [
+    [9, "B"],
+    [6, "M"],
+    [3, "K"],
+  ];
+  for (const [digits, unit] of parts.int.length >= 6 ? units : []) {
+    if (parts.int.length > digits) {
+      const shifted = `${parts.negative ? "-" : ""}${parts.int.slice(0, -digits)}.${parts.int.slice(-digits)}`;
+      return `${formatDecimal(shifted, { maxDecimals: 2, minDecimals: 2 })}${unit}`;
+    }
+  }
+  return formatDecimal(value, { maxDecimals: 2, minDecimals: 2 });
+}
+
 export function formatMoney(value) {
   return formatDecimal(value, { maxDecimals: 2, minDecimals: 2 });
 }

@@ -8,17 +8,18 @@ import { byId, flash, frameBatcher, h, setText } from "./dom.js";
 import {
   addDecimal,
   compareDecimal,
-  formatDecimal,
   formatPercent,
   formatPrice,
   formatQuantity,
   formatTime,
+  formatVolume,
   signOf,
   subtractDecimal,
 } from "./format.js";
 
 const BOOK_LEVELS = 14;
 const TAPE_ROWS = 40;
+const REPLAY_WINDOW_MS = 10_000;
 
 export class MarketPanel {
   /**
@@ -41,6 +42,7 @@ export class MarketPanel {
     socket.on("ticker", (message) => this._onTicker(message));
     socket.on("trade", (message) => this._onTrade(message));
     socket.on("orderbook", (message) => this._onOrderbook(message));
+    socket.on("close", () => this.chart.breakLines());
     socket.subscribeTicker(symbols);
     if (this.selected) this.select(this.selected, { force: true });
   }
@@ -113,14 +115,14 @@ export class MarketPanel {
     const entry = this.rows.get(message.symbol);
     if (!entry) return;
     const previous = this.tickers.get(message.symbol);
-    if (previous && Date.parse(previous.timestamp) > Date.parse(message.timestamp)) return; // a replayed snapshot
+    if (previous && isReplay(previous, message)) return;
     this.tickers.set(message.symbol, message);
     const { cells, row } = entry;
     setText(cells.price, formatPrice(message.price));
     setText(cells.change, formatPercent(message.price_change_percent));
     setText(cells.high, formatPrice(message.high_price));
     setText(cells.low, formatPrice(message.low_price));
-    setText(cells.volume, formatDecimal(message.volume, { maxDecimals: 2, minDecimals: 2 }));
+    setText(cells.volume, formatVolume(message.volume));
     const direction = signOf(message.price_change_percent);
     cells.change.classList.toggle("up", direction > 0);
     cells.change.classList.toggle("down", direction < 0);
@@ -199,6 +201,16 @@ export class MarketPanel {
     }
     setText(byId("book-updated"), this.book ? formatTime(this.book.timestamp) : "");
   }
+}
+
+/**
+ * A ticker a little older than the one shown is a snapshot replayed after a (re)subscribe, which
+ * crossed a live update: keep the newer one. A much older timestamp means the source's clock moved
+ * (a switch of exchange connection or source), and is shown.
+ */
+function isReplay(shown, incoming) {
+  const age = Date.parse(shown.timestamp) - Date.parse(incoming.timestamp);
+  return age > 0 && age < REPLAY_WINDOW_MS;
 }
 
 /** Levels with their running total (exact decimal sums), best first as the server sends them. */

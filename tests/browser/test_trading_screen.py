@@ -69,15 +69,30 @@ def attribute(driver, css: str, name: str) -> str | None:
     return driver.find_element(By.CSS_SELECTOR, css).get_attribute(name)
 
 
+def click(driver, css: str) -> None:
+    """Click an element of a table that re-renders on live updates (retried when it went stale)."""
+
+    def clicked(web):
+        web.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    wait_until(driver, clicked, f"cannot click {css}")
+
+
+def text_of(driver, css: str) -> str:
+    return js(driver, f"document.querySelector({css!r})?.textContent ?? ''")
+
+
 def level_prices(driver, side: str) -> list[Decimal]:
-    rows = driver.find_elements(By.CSS_SELECTOR, f"#book-{side} tbody tr[data-price]")
-    return [Decimal(row.get_attribute("data-price")) for row in rows]
+    """The ladder's prices top to bottom, read in one go (the book re-renders on every update)."""
+    rows = f"document.querySelectorAll('#book-{side} tbody tr[data-price]')"
+    return [Decimal(price) for price in js(driver, f"[...{rows}].map(r => r.dataset.price)")]
 
 
 def order_rows(driver) -> dict[str, str]:
     """Order id -> status, as the orders table shows them."""
-    rows = driver.find_elements(By.CSS_SELECTOR, "#orders tbody tr[data-order-id]")
-    return {row.get_attribute("data-order-id"): row.get_attribute("data-status") for row in rows}
+    rows = "document.querySelectorAll('#orders tbody tr[data-order-id]')"
+    return dict(js(driver, f"[...{rows}].map(r => [r.dataset.orderId, r.dataset.status])"))
 
 
 def ensure_page(driver, system) -> None:
@@ -195,8 +210,8 @@ def test_a_market_order_is_shown_filled(driver, browser_system):
     form.find_element(By.ID, "order-submit").click()
     new_id = wait_until(driver, lambda d: next(iter(set(order_rows(d)) - before), None), "the order is not listed")
     wait_until(driver, lambda d: order_rows(d).get(new_id) == "filled", f"order {new_id} not shown filled")
-    row = driver.find_element(By.CSS_SELECTOR, f'#orders tr[data-order-id="{new_id}"]')
-    assert "FILLED" in row.text.upper() and SYMBOL in row.text
+    row = text_of(driver, f'#orders tr[data-order-id="{new_id}"]')
+    assert "filled" in row and SYMBOL in row
     wait_until(
         driver,
         lambda d: d.find_elements(By.CSS_SELECTOR, f'#positions tr[data-symbol="{SYMBOL}"]'),
@@ -216,7 +231,7 @@ def test_a_limit_order_can_be_placed_and_canceled(driver, browser_system):
     form.find_element(By.ID, "order-submit").click()
     new_id = wait_until(driver, lambda d: next(iter(set(order_rows(d)) - before), None), "limit order not listed")
     wait_until(driver, lambda d: order_rows(d).get(new_id) == "new", f"order {new_id} not open")
-    driver.find_element(By.CSS_SELECTOR, f'#orders tr[data-order-id="{new_id}"] button').click()
+    click(driver, f'#orders tr[data-order-id="{new_id}"] button')
     wait_until(driver, lambda d: order_rows(d).get(new_id) == "canceled", f"order {new_id} not canceled")
     Select(form.find_element(By.ID, "order-type")).select_by_value("market")
 
@@ -225,19 +240,18 @@ def test_a_bot_can_be_started_and_reports_running(driver, browser_system):
     ensure_signed_in(driver, browser_system)
     selector = "#bots tr[data-bot-id]"
     wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, selector), "no bots listed")
-    row = driver.find_element(By.CSS_SELECTOR, selector)
-    bot_id = row.get_attribute("data-bot-id")
+    bot_id = attribute(driver, selector, "data-bot-id")
     bot_row = f'#bots tr[data-bot-id="{bot_id}"]'
-    if row.get_attribute("data-status") == "running":
-        row.find_element(By.CSS_SELECTOR, "button[data-action=stop]").click()
+    if attribute(driver, bot_row, "data-status") == "running":
+        click(driver, f"{bot_row} button[data-action=stop]")
         wait_until(driver, lambda d: attribute(d, bot_row, "data-status") != "running", "the bot did not stop")
-    driver.find_element(By.CSS_SELECTOR, f"{bot_row} button[data-action=start]").click()
+    click(driver, f"{bot_row} button[data-action=start]")
     wait_until(
         driver,
         lambda d: attribute(d, bot_row, "data-status") == "running",
         f"bot {bot_id} not shown running",
     )
-    assert driver.find_element(By.CSS_SELECTOR, f"{bot_row} button[data-action=stop]").text == "Stop"
+    assert text_of(driver, f"{bot_row} button[data-action=stop]") == "Stop"
     assert severe_console_errors(driver) == []
 
 

@@ -9,6 +9,7 @@ import {
   formatDecimal,
   formatPercent,
   formatPrice,
+  formatVolume,
   signOf,
   subtractDecimal,
 } from "../../../static/js/format.js";
@@ -46,4 +47,12 @@ test("decimal strings compare and add exactly", () => {
   assert.equal(subtractDecimal("0.001", "0.01"), "-0.009");
   assert.equal(signOf("-0.00"), 0);
   assert.equal(signOf("-0.01"), -1);
+});
+
+test("formatVolume shortens large volumes by shifting digits", () => {
+  assert.equal(formatVolume("13.2215"), "13.22");
+  assert.equal(formatVolume("12345.678"), "12,345.68");
+  assert.equal(formatVolume("128222.80"), "128.22K");
+  assert.equal(formatVolume("4512345.1"), "4.51M");
+  assert.equal(formatVolume("98765432109.5"), "98.77B");
 });
