@@ -29,7 +29,6 @@ def browser_system(tmp_path_factory):
         system = live.start(
             tmp_path_factory.mktemp("live-browser"),
             REDIS_DB,
-            collectstatic=True,
             WS_RECONNECT_TIMEOUT="3",  # the page's backoff cap
             WS_HEARTBEAT_INTERVAL="5",
         )

@@ -51,7 +51,7 @@ class LiveSystem:
         self.stack.stop_all()
 
 
-def start(workdir: Path, redis_db: int, collectstatic: bool = False, **env: str) -> LiveSystem:
+def start(workdir: Path, redis_db: int, **env: str) -> LiveSystem:
     """Migrate, seed the demo user, start exchange + worker + daphne, and wait for market data."""
     if not harness.redis_answers():
         raise RuntimeError("Redis is not answering on 127.0.0.1:6379: start it (.ci/run does)")
@@ -71,9 +71,6 @@ def start(workdir: Path, redis_db: int, collectstatic: bool = False, **env: str)
     )
     stack.manage("migrate", "--no-input")
     stack.manage("seed_demo")
-    if collectstatic:
-        # daphne with DEBUG off serves static files through WhiteNoise from STATIC_ROOT.
-        stack.manage("collectstatic", "--no-input")
     manage = [harness.PYTHON, "manage.py"]
     exchange_args = ["simulate_exchange", "--port", str(exchange_port), "--interval", "0.2"]
     exchange = stack.spawn("exchange", [*manage, *exchange_args])
