@@ -12,6 +12,7 @@ from django.conf import settings
 from tests.integration import harness
 
 REDIS_DB = 9  # a database of its own, flushed at the start of the session
+LIVE_REDIS_DB = 8  # the live worker's: its market data never reaches the `gateway` fixture's clients
 
 USERS_SCRIPT = """
 import json
@@ -39,7 +40,8 @@ def pytest_collection_modifyitems(items):
 def stack(tmp_path_factory):
     if not harness.redis_answers():
         pytest.fail("Redis is not answering on 127.0.0.1:6379: start it (.ci/run does) to run integration tests")
-    subprocess.run(["redis-cli", "-n", str(REDIS_DB), "FLUSHDB"], check=True, capture_output=True)
+    for db in (REDIS_DB, LIVE_REDIS_DB):
+        subprocess.run(["redis-cli", "-n", str(db), "FLUSHDB"], check=True, capture_output=True)
     workdir = tmp_path_factory.mktemp("stack")
     stack = harness.Stack(
         workdir=workdir,
@@ -146,7 +148,20 @@ def exchange(stack):
 
 
 @pytest.fixture(scope="session")
-def worker(stack, exchange, gateway):
-    service = start_worker(stack, exchange)
-    harness.wait_until(lambda: gateway.status()["market_data"].get("connected"), service, "the worker never connected")
+def live_redis_url(stack):
+    return stack.redis_url.rsplit("/", 1)[0] + f"/{LIVE_REDIS_DB}"
+
+
+@pytest.fixture(scope="session")
+def live_gateway(stack, live_redis_url):
+    """A daphne fed by the live worker (its own Redis database, the shared SQLite file)."""
+    return stack.daphne(None, REDIS_URL=live_redis_url)
+
+
+@pytest.fixture(scope="session")
+def worker(stack, exchange, live_gateway, live_redis_url):
+    service = start_worker(stack, exchange, REDIS_URL=live_redis_url)
+    harness.wait_until(
+        lambda: live_gateway.status()["market_data"].get("connected"), service, "the worker never connected"
+    )
     return service

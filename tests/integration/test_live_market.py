@@ -43,9 +43,9 @@ def assert_uncrossed(book: dict) -> None:
     assert not bids or not asks or bids[0] < asks[0], f"crossed book reached a client: {bids[0]} >= {asks[0]}"
 
 
-async def test_ticker_values_equal_what_the_exchange_sent(worker, gateway, exchange):
+async def test_ticker_values_equal_what_the_exchange_sent(worker, live_gateway, exchange):
     raw = await exchange_feed(exchange, "btcusdt@ticker")
-    async with await market(gateway) as client:
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         sent = await raw_until(raw, lambda d: d.get("e") == "24hrTicker")
         got = await client.recv_until(lambda m: m["type"] == "ticker" and m["timestamp"] == iso_from_millis(sent["E"]))
@@ -59,8 +59,8 @@ async def test_ticker_values_equal_what_the_exchange_sent(worker, gateway, excha
     assert (got["high_price"], got["low_price"], got["volume"]) == (sent["h"], sent["l"], sent["v"])
 
 
-async def test_trade_values_equal_what_the_exchange_printed(worker, gateway, exchange):
-    async with await market(gateway) as client:
+async def test_trade_values_equal_what_the_exchange_printed(worker, live_gateway, exchange):
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_trades", "symbols": ["ETHUSDT"]})
         printed = await exchange.control(
             "trade", symbol="ETHUSDT", price="3123.45000000", quantity="0.12300000", buyer_maker=True
@@ -73,37 +73,29 @@ async def test_trade_values_equal_what_the_exchange_printed(worker, gateway, exc
     assert printed  # the exchange acknowledged the print
 
 
-async def test_order_book_equals_the_exchanges_book_once_the_feed_is_still(worker, gateway, exchange):
-    async with await market(gateway) as client:
+async def test_order_book_equals_the_exchanges_book_once_the_feed_is_still(worker, live_gateway, exchange):
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
         for _ in range(5):
             book = await client.recv_until(lambda m: m["type"] == "orderbook")
             assert_uncrossed(book)
         await exchange.control("pause")
         try:
-            book = await _last_book_before_quiet(client, book)
             _, depth = await ahttp_json("GET", f"{exchange.rest_url}/api/v3/depth?symbol=BTCUSDT&limit=20")
+            # With the feed still, the worker's book catches up to exactly the exchange's update id.
+            while book["last_update_id"] < depth["lastUpdateId"]:
+                book = await client.recv_until(lambda m: m["type"] == "orderbook", timeout=SLOW)
         finally:
             await exchange.control("resume")
-    # With the feed still, the last book the worker published is the exchange's own book.
+    assert book["last_update_id"] == depth["lastUpdateId"]
     assert (book["bids"], book["asks"]) == (depth["bids"][:20], depth["asks"][:20])
-    assert len(book["bids"]) == 20 and len(book["asks"]) == 20
 
 
-async def _last_book_before_quiet(client: Client, book: dict, quiet: float = 1.5) -> dict:
-    """Books keep coming until the paused feed's last diff is published; then nothing for `quiet` s."""
-    try:
-        while True:
-            book = await client.recv_until(lambda m: m["type"] == "orderbook", timeout=quiet)
-    except TimeoutError:
-        return book
-
-
-async def test_a_new_subscriber_gets_the_current_book_at_once(worker, gateway):
-    async with await market(gateway) as first:
+async def test_a_new_subscriber_gets_the_current_book_at_once(worker, live_gateway):
+    async with await market(live_gateway) as first:
         await first.request({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
         await first.recv_until(lambda m: m["type"] == "orderbook")  # the worker has published a book
-    async with await market(gateway) as client:
+    async with await market(live_gateway) as client:
         await client.send({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
         ack = await client.recv()
         snapshot = await client.recv(timeout=1.0)  # at once, not at the next update
@@ -111,8 +103,8 @@ async def test_a_new_subscriber_gets_the_current_book_at_once(worker, gateway):
     assert_uncrossed(snapshot)
 
 
-async def test_a_gap_in_the_depth_stream_resynchronises_and_never_publishes_a_bad_book(worker, gateway, exchange):
-    async with await market(gateway) as client:
+async def test_a_gap_in_the_depth_stream_resynchronises_and_never_publishes_a_bad_book(worker, live_gateway, exchange):
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "orderbook")
         await exchange.control("gap", symbol="BTCUSDT")
@@ -120,8 +112,8 @@ async def test_a_gap_in_the_depth_stream_resynchronises_and_never_publishes_a_ba
             assert_uncrossed(await client.recv_until(lambda m: m["type"] == "orderbook", timeout=SLOW))
 
 
-async def test_tickers_resume_after_the_exchange_drops_every_connection(worker, gateway, exchange):
-    async with await market(gateway) as client:
+async def test_tickers_resume_after_the_exchange_drops_every_connection(worker, live_gateway, exchange):
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker")
         dropped = await exchange.control("drop")
@@ -129,8 +121,8 @@ async def test_tickers_resume_after_the_exchange_drops_every_connection(worker, 
     assert dropped["dropped"] >= 1 and after["symbol"] == "BTCUSDT"
 
 
-async def test_garbage_frames_are_skipped_and_the_feed_goes_on(worker, gateway, exchange):
-    async with await market(gateway) as client:
+async def test_garbage_frames_are_skipped_and_the_feed_goes_on(worker, live_gateway, exchange):
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker")
         sent = await exchange.control("garbage")
@@ -139,8 +131,8 @@ async def test_garbage_frames_are_skipped_and_the_feed_goes_on(worker, gateway, 
     assert worker.alive()
 
 
-async def test_server_shutdown_notice_makes_the_worker_reconnect_and_the_feed_goes_on(worker, gateway, exchange):
-    async with await market(gateway) as client:
+async def test_server_shutdown_notice_makes_the_worker_reconnect_and_the_feed_goes_on(worker, live_gateway, exchange):
+    async with await market(live_gateway) as client:
         await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker")
         await exchange.control("shutdown")
@@ -148,8 +140,8 @@ async def test_server_shutdown_notice_makes_the_worker_reconnect_and_the_feed_go
     assert after["symbol"] == "BTCUSDT"
 
 
-async def test_status_reports_simulated_market_data(worker, gateway):
-    status = await asyncio.to_thread(gateway.status)
+async def test_status_reports_simulated_market_data(worker, live_gateway):
+    status = await asyncio.to_thread(live_gateway.status)
     assert status["market_data"]["simulated"] is True and status["market_data"]["connected"] is True
 
 
