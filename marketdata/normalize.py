@@ -297,3 +297,45 @@ def _request_id(value: Any) -> int | str | None:
     if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise NormalizeError("reply id is neither an integer, a string nor null")
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """One symbol of /api/v3/exchangeInfo: what the platform needs to trade it."""
+
+    name: str
+    status: str
+    base_asset: str
+    quote_asset: str
+    step_size: str
+    tick_size: str
+    min_notional: str
+
+    @property
+    def trading(self) -> bool:
+        return self.status == "TRADING"
+
+
+def exchange_symbols(body: str | bytes | dict) -> list[SymbolInfo]:
+    """The symbols of an exchangeInfo answer; a malformed one raises NormalizeError."""
+    data = body if isinstance(body, dict) else _loads(body)
+    symbols = data.get("symbols")
+    if not isinstance(symbols, list):
+        raise NormalizeError("exchangeInfo without a 'symbols' list")
+    return [_symbol_info(entry) for entry in symbols]
+
+
+def _symbol_info(entry: Any) -> SymbolInfo:
+    if not isinstance(entry, dict):
+        raise NormalizeError("exchangeInfo symbol is not an object")
+    filters = {f.get("filterType"): f for f in entry.get("filters", []) if isinstance(f, dict)}
+    notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+    return SymbolInfo(
+        name=_symbol({"s": entry.get("symbol")}),
+        status=str(_field(entry, "status")),
+        base_asset=str(_field(entry, "baseAsset")),
+        quote_asset=str(_field(entry, "quoteAsset")),
+        step_size=_decimal(filters.get("LOT_SIZE", {"stepSize": "0.00000001"}), "stepSize"),
+        tick_size=_decimal(filters.get("PRICE_FILTER", {"tickSize": "0.00000001"}), "tickSize"),
+        min_notional=_decimal({"minNotional": notional.get("minNotional", "0")}, "minNotional"),
+    )

@@ -38,3 +38,9 @@ def _get(url: str, timeout: float) -> bytes:
         raise SnapshotError(f"the depth endpoint answered HTTP {error.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as error:
         raise SnapshotError(f"the depth endpoint is unreachable: {error}") from None
+
+
+async def fetch_exchange_symbols(rest_url: str, timeout: float = 10.0) -> list[normalize.SymbolInfo]:
+    """GET /api/v3/exchangeInfo -> the exchange's symbols with their trading filters."""
+    body = await asyncio.to_thread(_get, f"{rest_url}/api/v3/exchangeInfo", timeout)
+    return normalize.exchange_symbols(body)

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from marketdata.assets import split_symbol
 from marketdata.models import Symbol
+from marketdata.normalize import SymbolInfo
 
 
 @transaction.atomic
@@ -24,3 +25,40 @@ def symbol_seed_defaults(*, names: Iterable[str]) -> int:
         rows.append(Symbol(name=name, base_asset=base, quote_asset=quote, enabled=True))
     Symbol.objects.bulk_create(rows, ignore_conflicts=True)  # another process may seed at the same time
     return len(rows)
+
+
+@transaction.atomic
+def symbol_sync(*, infos: Iterable[SymbolInfo], wanted: Iterable[str], add_all: bool = False) -> dict[str, list[str]]:
+    """Bring Symbol rows in line with the exchange's list.
+
+    Known and wanted symbols get the exchange's filters; wanted ones that trade are enabled; any row
+    whose symbol no longer trades (or is gone) is disabled. With `add_all`, every other trading
+    symbol is added disabled, for an admin to enable: thousands of streams are not for everyone.
+    """
+    exchange = {info.name: info for info in infos}
+    wanted = {name.upper() for name in wanted}
+    summary: dict[str, list[str]] = {"enabled": [], "disabled": [], "added": [], "updated": []}
+    for row in Symbol.objects.select_for_update():
+        info = exchange.get(row.name)
+        if info is None or not info.trading:
+            if row.enabled:
+                row.enabled = False
+                summary["disabled"].append(row.name)
+        else:
+            _apply_filters(row, info)
+            summary["updated"].append(row.name)
+        row.save()
+    existing = set(Symbol.objects.values_list("name", flat=True))
+    for name, info in sorted(exchange.items()):
+        if name in existing or not info.trading or not (add_all or name in wanted):
+            continue
+        row = Symbol(name=name, enabled=name in wanted)
+        _apply_filters(row, info)
+        row.save()
+        summary["added" if not row.enabled else "enabled"].append(name)
+    return summary
+
+
+def _apply_filters(row: Symbol, info: SymbolInfo) -> None:
+    row.base_asset, row.quote_asset = info.base_asset, info.quote_asset
+    row.step_size, row.tick_size, row.min_notional = info.step_size, info.tick_size, info.min_notional
