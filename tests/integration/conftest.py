@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -11,8 +12,9 @@ from django.conf import settings
 
 from tests.integration import harness
 
-REDIS_DB = 9  # a database of its own, flushed at the start of the session
-LIVE_REDIS_DB = 8  # the live worker's: its market data never reaches the `gateway` fixture's clients
+# Databases of the session's own, flushed at its start; TEST_REDIS_DB separates sessions run side by side.
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
+LIVE_REDIS_DB = REDIS_DB - 1  # the live worker's: its market data never reaches the `gateway` fixture's clients
 
 USERS_SCRIPT = """
 import json
