@@ -156,14 +156,13 @@ class GatewayConsumer(AsyncConsumer):
     # --- requests ---------------------------------------------------------------------------------
 
     async def handle(self, request: protocol.Request) -> None:
-        if isinstance(request, Ping):
-            await self.send_message(protocol.pong())
-        elif isinstance(request, SymbolRequest):
-            await self.handle_symbols(request)
-        elif isinstance(request, ChannelRequest):
-            await self.handle_channels(request)
-        else:  # parse() only returns the types above; a new one must be handled here first
+        handler = getattr(self, _REQUEST_HANDLERS.get(type(request), ""), None)
+        if handler is None:  # parse() only returns known requests; a new one must be mapped first
             raise ProtocolError(f"Unsupported request {request.type!r}")
+        await handler(request)
+
+    async def handle_ping(self, request: Ping) -> None:
+        await self.send_message(protocol.pong())
 
     async def handle_channels(self, request: ChannelRequest) -> None:
         raise ProtocolError(f"Unknown message type {request.type!r} on this endpoint")
@@ -311,6 +310,7 @@ class GatewayConsumer(AsyncConsumer):
 
 
 _TYPE_OF_STREAM = {Stream.TICKER: "ticker", Stream.TRADES: "trade", Stream.ORDERBOOK: "orderbook"}
+_REQUEST_HANDLERS = {Ping: "handle_ping", SymbolRequest: "handle_symbols", ChannelRequest: "handle_channels"}
 
 
 class MarketConsumer(GatewayConsumer):
