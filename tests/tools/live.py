@@ -8,12 +8,15 @@ integration harness, on a Redis database of its own so it never disturbs the int
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import websockets
 
@@ -30,6 +33,7 @@ class LiveSystem:
     exchange: harness.Service
     worker: harness.Service
     exchange_port: int
+    lock: IO  # held while the system runs: its Redis database is this run's alone
 
     @property
     def http(self) -> str:
@@ -49,12 +53,43 @@ class LiveSystem:
 
     def stop(self) -> None:
         self.stack.stop_all()
+        self.lock.close()
 
 
-def start(workdir: Path, redis_db: int, **env: str) -> LiveSystem:
+def claim_redis_db(candidates: tuple[int, ...], timeout: float = 600) -> tuple[int, IO]:
+    """The first of `candidates` no other test run on this machine is using, with its lock held.
+
+    Two runs of the suite at once (two checkouts, CI beside a developer) would otherwise flush and
+    feed each other's database: the demo user's trading events and the market data would mix.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for db in candidates:
+            handle = (Path(tempfile.gettempdir()) / f"trading-gateway-tests-redis-{db}.lock").open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            return db, handle
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Redis databases {candidates} stayed in use by other test runs")
+        time.sleep(0.5)
+
+
+def start(workdir: Path, redis_dbs: tuple[int, ...], **env: str) -> LiveSystem:
     """Migrate, seed the demo user, start exchange + worker + daphne, and wait for market data."""
     if not harness.redis_answers():
         raise RuntimeError("Redis is not answering on 127.0.0.1:6379: start it (.ci/run does)")
+    redis_db, lock = claim_redis_db(redis_dbs)
+    try:
+        return _start(workdir, redis_db, lock, env)
+    except BaseException:
+        lock.close()
+        raise
+
+
+def _start(workdir: Path, redis_db: int, lock: IO, env: dict[str, str]) -> LiveSystem:
     subprocess.run(["redis-cli", "-n", str(redis_db), "FLUSHDB"], check=True, capture_output=True)
     exchange_port = harness.free_port()
     exchange_url = f"127.0.0.1:{exchange_port}"
@@ -78,7 +113,7 @@ def start(workdir: Path, redis_db: int, **env: str) -> LiveSystem:
         _wait_for_port(exchange, exchange_port)
         worker = stack.spawn("worker", [*manage, "runstream"])
         gateway = stack.daphne()
-        system = LiveSystem(stack, gateway, exchange, worker, exchange_port)
+        system = LiveSystem(stack, gateway, exchange, worker, exchange_port, lock)
         wait_for_ticker(system, "BTCUSDT")
     except BaseException:
         print(stack.logs())
