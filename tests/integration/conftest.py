@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import dataclass
 
 import pytest
+import redis
 from django.conf import settings
 
 from tests.integration import harness
 
-# Databases of the session's own, flushed at its start; TEST_REDIS_DB separates sessions run side by side.
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
-LIVE_REDIS_DB = REDIS_DB - 1  # the live worker's: its market data never reaches the `gateway` fixture's clients
+# Pairs of Redis databases of the session's own (the second for the live worker, so its market data
+# never reaches the `gateway` fixture's clients); a file lock keeps test runs side by side apart.
+REDIS_DB_CANDIDATES = (9, 7, 5, 3)
 
 USERS_SCRIPT = """
 import json
@@ -42,19 +41,23 @@ def pytest_collection_modifyitems(items):
 def stack(tmp_path_factory):
     if not harness.redis_answers():
         pytest.fail("Redis is not answering on 127.0.0.1:6379: start it (.ci/run does) to run integration tests")
-    for db in (REDIS_DB, LIVE_REDIS_DB):
-        subprocess.run(["redis-cli", "-n", str(db), "FLUSHDB"], check=True, capture_output=True)
+    db, lock = harness.claim_redis_db(REDIS_DB_CANDIDATES)
+    for number in (db, db - 1):
+        redis.Redis(host="127.0.0.1", port=6379, db=number).flushdb()
     workdir = tmp_path_factory.mktemp("stack")
     stack = harness.Stack(
         workdir=workdir,
-        redis_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
+        redis_url=f"redis://127.0.0.1:6379/{db}",
         database_path=workdir / "db.sqlite3",
         extra_env={"DJANGO_SECRET_KEY": settings.SECRET_KEY},
     )
-    stack.manage("migrate", "--no-input")
-    stack.users = json.loads(stack.manage("shell", "-c", USERS_SCRIPT).stdout.strip().splitlines()[-1])
-    yield stack
-    stack.stop_all()
+    try:
+        stack.manage("migrate", "--no-input")
+        stack.users = json.loads(stack.manage("shell", "-c", USERS_SCRIPT).stdout.strip().splitlines()[-1])
+        yield stack
+    finally:
+        stack.stop_all()
+        lock.close()
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +154,8 @@ def exchange(stack):
 
 @pytest.fixture(scope="session")
 def live_redis_url(stack):
-    return stack.redis_url.rsplit("/", 1)[0] + f"/{LIVE_REDIS_DB}"
+    base, db = stack.redis_url.rsplit("/", 1)
+    return f"{base}/{int(db) - 1}"
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,20 @@ is printed when a test fails. Everything listens on 127.0.0.1 on free ports.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import orjson
 import websockets
@@ -267,3 +270,24 @@ def wait_until(predicate, service: Service, what: str, timeout: float = 30) -> N
 
 def wait_until_http(url: str, service: Service, timeout: float = 30) -> None:
     wait_until(lambda: http_json("GET", url)[0] == 200, service, f"{url} never answered", timeout)
+
+
+def claim_redis_db(candidates: tuple[int, ...], timeout: float = 600) -> tuple[int, IO]:
+    """The first of `candidates` no other test run on this machine is using, with its lock held.
+
+    Two runs of the suite at once (two checkouts, CI beside a developer) would otherwise flush and
+    feed each other's database: the demo user's trading events and the market data would mix.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for db in candidates:
+            handle = (Path(tempfile.gettempdir()) / f"trading-gateway-tests-redis-{db}.lock").open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            return db, handle
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Redis databases {candidates} stayed in use by other test runs")
+        time.sleep(0.5)

@@ -8,11 +8,9 @@ integration harness, on a Redis database of its own so it never disturbs the int
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import IO
 import websockets
 
 from tests.integration import harness
+from tests.integration.harness import claim_redis_db
 
 DEMO_USER = ("demo", "demo-pass-123")  # created by `manage.py seed_demo`
 READY_TIMEOUT = 60.0  # seconds for the exchange, the worker and the first ticker
@@ -54,27 +53,6 @@ class LiveSystem:
     def stop(self) -> None:
         self.stack.stop_all()
         self.lock.close()
-
-
-def claim_redis_db(candidates: tuple[int, ...], timeout: float = 600) -> tuple[int, IO]:
-    """The first of `candidates` no other test run on this machine is using, with its lock held.
-
-    Two runs of the suite at once (two checkouts, CI beside a developer) would otherwise flush and
-    feed each other's database: the demo user's trading events and the market data would mix.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        for db in candidates:
-            handle = (Path(tempfile.gettempdir()) / f"trading-gateway-tests-redis-{db}.lock").open("w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            return db, handle
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Redis databases {candidates} stayed in use by other test runs")
-        time.sleep(0.5)
 
 
 def start(workdir: Path, redis_dbs: tuple[int, ...], **env: str) -> LiveSystem:
