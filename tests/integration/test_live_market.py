@@ -91,14 +91,18 @@ async def test_order_book_equals_the_exchanges_book_once_the_feed_is_still(worke
     assert (book["bids"], book["asks"]) == (depth["bids"][:20], depth["asks"][:20])
 
 
-async def test_a_new_subscriber_gets_the_current_book_at_once(worker, live_gateway):
+async def test_a_new_subscriber_gets_the_current_book_at_once(worker, live_gateway, exchange):
     async with await market(live_gateway) as first:
         await first.request({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
         await first.recv_until(lambda m: m["type"] == "orderbook")  # the worker has published a book
-    async with await market(live_gateway) as client:
-        await client.send({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
-        ack = await client.recv()
-        snapshot = await client.recv(timeout=1.0)  # at once, not at the next update
+    await exchange.control("pause")  # from here no update flows: whatever comes is the snapshot
+    try:
+        async with await market(live_gateway) as client:
+            await client.send({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
+            ack = await client.recv()
+            snapshot = await client.recv()
+    finally:
+        await exchange.control("resume")
     assert ack["type"] == "subscribed" and snapshot["type"] == "orderbook" and snapshot["symbol"] == "ADAUSDT"
     assert_uncrossed(snapshot)
 
