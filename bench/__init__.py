@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs bench/fanout.py (see docs/BENCHMARKS.md)."""
