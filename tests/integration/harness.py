@@ -219,6 +219,12 @@ class Client:
             if predicate(message):
                 return message
 
+    async def subscribe(self, message: dict) -> dict:
+        """Send a subscribe request and insist on its acknowledgement."""
+        reply = await self.request(message, "subscribed")
+        assert reply["type"] == "subscribed", reply
+        return reply
+
     async def request(self, message: dict, reply_type: str | tuple[str, ...] = ("subscribed", "unsubscribed")) -> dict:
         kinds = (reply_type,) if isinstance(reply_type, str) else reply_type
         await self.send(message)

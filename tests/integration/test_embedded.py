@@ -15,7 +15,11 @@ from tests.integration.harness import Client, Gateway
 def embedded(stack):
     closed = harness.free_port()
     port = harness.free_port()
+    # A system of its own: its worker seeds the Symbol table with just these two symbols.
+    database = f"sqlite:///{stack.workdir / 'embedded.sqlite3'}"
+    stack.manage("migrate", "--no-input", DATABASE_URL=database)
     env = stack.env(
+        DATABASE_URL=database,
         BINANCE_REST_URL=f"http://127.0.0.1:{closed}",
         BINANCE_WS_URL=f"ws://127.0.0.1:{closed}",
         MARKET_SOURCE="binance",

@@ -46,7 +46,7 @@ def assert_uncrossed(book: dict) -> None:
 async def test_ticker_values_equal_what_the_exchange_sent(worker, live_gateway, exchange):
     raw = await exchange_feed(exchange, "btcusdt@ticker")
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         sent = await raw_until(raw, lambda d: d.get("e") == "24hrTicker")
         got = await client.recv_until(lambda m: m["type"] == "ticker" and m["timestamp"] == iso_from_millis(sent["E"]))
     await raw.close()
@@ -61,7 +61,7 @@ async def test_ticker_values_equal_what_the_exchange_sent(worker, live_gateway, 
 
 async def test_trade_values_equal_what_the_exchange_printed(worker, live_gateway, exchange):
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_trades", "symbols": ["ETHUSDT"]})
+        await client.subscribe({"type": "subscribe_trades", "symbols": ["ETHUSDT"]})
         printed = await exchange.control(
             "trade", symbol="ETHUSDT", price="3123.45000000", quantity="0.12300000", buyer_maker=True
         )
@@ -75,7 +75,7 @@ async def test_trade_values_equal_what_the_exchange_printed(worker, live_gateway
 
 async def test_order_book_equals_the_exchanges_book_once_the_feed_is_still(worker, live_gateway, exchange):
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
         for _ in range(5):
             book = await client.recv_until(lambda m: m["type"] == "orderbook")
             assert_uncrossed(book)
@@ -93,7 +93,7 @@ async def test_order_book_equals_the_exchanges_book_once_the_feed_is_still(worke
 
 async def test_a_new_subscriber_gets_the_current_book_at_once(worker, live_gateway, exchange):
     async with await market(live_gateway) as first:
-        await first.request({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
+        await first.subscribe({"type": "subscribe_orderbook", "symbols": ["ADAUSDT"]})
         await first.recv_until(lambda m: m["type"] == "orderbook")  # the worker has published a book
     await exchange.control("pause")  # from here no update flows: whatever comes is the snapshot
     try:
@@ -109,7 +109,7 @@ async def test_a_new_subscriber_gets_the_current_book_at_once(worker, live_gatew
 
 async def test_a_gap_in_the_depth_stream_resynchronises_and_never_publishes_a_bad_book(worker, live_gateway, exchange):
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "orderbook")
         await exchange.control("gap", symbol="BTCUSDT")
         for _ in range(30):  # ~3 s of books across the gap and the resync
@@ -118,7 +118,7 @@ async def test_a_gap_in_the_depth_stream_resynchronises_and_never_publishes_a_ba
 
 async def test_tickers_resume_after_the_exchange_drops_every_connection(worker, live_gateway, exchange):
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker")
         dropped = await exchange.control("drop")
         after = await _ticker_after_now(client)
@@ -127,7 +127,7 @@ async def test_tickers_resume_after_the_exchange_drops_every_connection(worker, 
 
 async def test_garbage_frames_are_skipped_and_the_feed_goes_on(worker, live_gateway, exchange):
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker")
         sent = await exchange.control("garbage")
         after = await _ticker_after_now(client)
@@ -137,7 +137,7 @@ async def test_garbage_frames_are_skipped_and_the_feed_goes_on(worker, live_gate
 
 async def test_server_shutdown_notice_makes_the_worker_reconnect_and_the_feed_goes_on(worker, live_gateway, exchange):
     async with await market(live_gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker")
         await exchange.control("shutdown")
         after = await _ticker_after_now(client)
@@ -184,7 +184,7 @@ async def test_the_system_recovers_on_its_own_when_redis_restarts(stack, private
     gateway = stack.daphne(None, REDIS_URL=url)
     start_worker(stack, exchange, REDIS_URL=url)
     async with await market(gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
         await client.recv_until(lambda m: m["type"] == "ticker", timeout=SLOW)
         await asyncio.to_thread(restart)
         # Either the same connection keeps getting tickers, or (if daphne had to drop it) a new one does.
@@ -194,6 +194,6 @@ async def test_the_system_recovers_on_its_own_when_redis_restarts(stack, private
             after = None
     if after is None:
         async with await market(gateway) as client:
-            await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
+            await client.subscribe({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
             after = await _ticker_after_now(client)
     assert after["symbol"] == "BTCUSDT"

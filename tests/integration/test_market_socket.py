@@ -64,7 +64,7 @@ async def test_market_subscriptions_are_acknowledged_with_their_stream(gateway):
 
 async def test_ticker_values_reach_the_client_unchanged(gateway, redis_publish):
     async with await market(gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["ADAUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["ADAUSDT"]})
         sent = ticker("ADAUSDT", price="0.38420000")
         await redis_publish.apublish_market(sent)
         got = await client.recv_until(lambda m: m.get("seq") == sent["seq"])
@@ -73,8 +73,8 @@ async def test_ticker_values_reach_the_client_unchanged(gateway, redis_publish):
 
 async def test_trades_and_books_reach_the_client_unchanged(gateway, redis_publish):
     async with await market(gateway) as client:
-        await client.request({"type": "subscribe_trades", "symbols": ["BTCUSDT"]})
-        await client.request({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_trades", "symbols": ["BTCUSDT"]})
+        await client.subscribe({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
         sent_trade, sent_book = trade("BTCUSDT"), book("BTCUSDT", bid="49999.98")
         await redis_publish.apublish_market(sent_trade)
         await redis_publish.apublish_market(sent_book)
@@ -93,7 +93,7 @@ async def seen_until(client: Client, marker: dict) -> list[dict]:
 
 async def test_a_client_gets_only_the_symbols_it_subscribed(gateway, redis_publish):
     async with await market(gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["SOLUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["SOLUSDT"]})
         await redis_publish.apublish_market(ticker("XRPUSDT"))
         marker = ticker("SOLUSDT")
         await redis_publish.apublish_market(marker)
@@ -103,7 +103,7 @@ async def test_a_client_gets_only_the_symbols_it_subscribed(gateway, redis_publi
 
 async def test_unsubscribe_stops_the_flow(gateway, redis_publish):
     async with await market(gateway) as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["BNBUSDT", "XRPUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["BNBUSDT", "XRPUSDT"]})
         flowing = ticker("BNBUSDT")
         await redis_publish.apublish_market(flowing)
         await seen_until(client, flowing)  # it flows
@@ -123,7 +123,7 @@ async def test_a_new_subscriber_gets_the_last_ticker_and_book_at_once(gateway, r
     async with await market(gateway) as client:
         ack = await client.request({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
         first = await client.recv()
-        await client.request({"type": "subscribe_orderbook", "symbols": ["ETHUSDT"]})
+        await client.subscribe({"type": "subscribe_orderbook", "symbols": ["ETHUSDT"]})
         second = await client.recv()
     assert ack["type"] == "subscribed"
     assert first == last_ticker and second == last_book
@@ -133,7 +133,7 @@ async def test_unknown_symbol_is_rejected_whole_and_nothing_is_subscribed(gatewa
     async with await market(gateway) as client:
         error = await client.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT", "DOGEMOON"]})
         assert error["code"] == 4004 and error["invalid"] == ["DOGEMOON"]
-        await client.request({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
         await redis_publish.apublish_market(ticker("BTCUSDT"))
         marker = ticker("ETHUSDT")
         await redis_publish.apublish_market(marker)
@@ -162,8 +162,8 @@ async def test_invalid_market_requests_get_4004_and_the_connection_stays_open(ga
 async def test_trading_subscribe_symbol_receives_the_same_ticker_groups(gateway, stack, redis_publish):
     url = f"{gateway.ws}/ws/trading?token={access_token(stack.users['alice'])}"
     async with await Client.connect(url) as trading, await market(gateway) as public:
-        await trading.request({"type": "subscribe_symbol", "symbols": ["ADAUSDT"]})
-        await public.request({"type": "subscribe_ticker", "symbols": ["ADAUSDT"]})
+        await trading.subscribe({"type": "subscribe_symbol", "symbols": ["ADAUSDT"]})
+        await public.subscribe({"type": "subscribe_ticker", "symbols": ["ADAUSDT"]})
         sent = ticker("ADAUSDT", price="0.40000000")
         await redis_publish.apublish_market(sent)
         a = await trading.recv_until(lambda m: m.get("seq") == sent["seq"])

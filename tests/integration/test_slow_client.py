@@ -68,7 +68,7 @@ def slow_gateway(stack):
 async def test_a_client_that_stops_reading_prices_keeps_server_memory_bounded(slow_gateway, redis_publish):
     url = f"{slow_gateway.ws}/ws/market"
     reader = await Client.connect(url)
-    await reader.request({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
+    await reader.subscribe({"type": "subscribe_ticker", "symbols": ["BTCUSDT"]})
     silent = await silent_client(url)
     await silent.send('{"type": "subscribe_ticker", "symbols": ["BTCUSDT"]}')
     pid = slow_gateway.service.process.pid
@@ -108,7 +108,7 @@ async def test_a_client_that_stops_reading_trading_events_is_closed_not_dropped(
     silent = await silent_client(url)
     await silent.send('{"type": "subscribe", "channels": ["risk_alerts"]}')
     watcher = await Client.connect(url)
-    await watcher.request({"type": "subscribe", "channels": ["risk_alerts"]})
+    await watcher.subscribe({"type": "subscribe", "channels": ["risk_alerts"]})
     closes_before = metric(slow_gateway, "ws_slow_consumer_closes_total")
     pid = slow_gateway.service.process.pid
     baseline = rss_bytes(pid)
@@ -181,7 +181,7 @@ async def test_a_dead_peer_is_detected_by_ping_timeout_and_forgotten(quick_ping_
 
 async def test_metrics_expose_the_gateway_figures(gateway):
     async with await Client.connect(f"{gateway.ws}/ws/market") as client:
-        await client.request({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
+        await client.subscribe({"type": "subscribe_ticker", "symbols": ["ETHUSDT"]})
         text = await asyncio.to_thread(gateway.metrics)
     for name in (
         "ws_active_connections",

@@ -445,7 +445,7 @@ async def test_a_second_user_hears_nothing_of_the_first_users_trading(worker, li
     assert all(bobs(m) for m in heard), heard
 
 
-async def test_other_users_orders_and_bots_are_not_found_and_left_as_they_are(live_gateway, stack):
+async def test_other_users_orders_and_bots_are_not_found_and_left_as_they_are(worker, live_gateway, stack):
     alice, bob = Trader(live_gateway, stack.users["alice"]), Trader(live_gateway, stack.users["bob"])
     theirs = await alice.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.001", price="1000.00")
     mine = await bob.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.002", price="1000.00")

@@ -160,7 +160,7 @@ async def test_unknown_channel_is_rejected_whole_and_nothing_is_subscribed(gatew
         error = await client.request({"type": "subscribe", "channels": ["orders", "secrets"]})
         assert error["code"] == 4004 and "secrets" in error["message"]
         # Proof that messages do arrive on this connection, and that 'orders' was not subscribed:
-        await client.request({"type": "subscribe", "channels": ["risk_alerts"]})
+        await client.subscribe({"type": "subscribe", "channels": ["risk_alerts"]})
         await sync_to_async(publish.publish_order_update)(user, **order_update_for(1))
         await sync_to_async(publish.publish_risk_alert)(
             user, alert_type="position_limit_exceeded", severity="high", message="m", limit_value="1", current_value="2"
@@ -190,7 +190,7 @@ async def test_a_user_receives_only_its_own_trading_events(gateway, second_gatew
     alice, bob = stack.users["alice"], stack.users["bob"]
     async with await connect_user(gateway, alice) as a, await connect_user(second_gateway, bob) as b:
         for client in (a, b):
-            await client.request({"type": "subscribe", "channels": ["orders", "risk_alerts"]})
+            await client.subscribe({"type": "subscribe", "channels": ["orders", "risk_alerts"]})
             await client.recv_until(lambda m: False, timeout=0.3) if False else None
         await sync_to_async(publish.publish_order_update)(alice, **order_update_for(111))
         await sync_to_async(publish.publish_order_update)(bob, **order_update_for(222))
@@ -259,8 +259,8 @@ async def test_status_counts_connections_and_subscriptions_across_instances(gate
     before = gateway.status(staff)
     user = stack.users["dave"]
     async with await connect_user(gateway, user) as a, await connect_user(second_gateway, user) as b:
-        await a.request({"type": "subscribe", "channels": ["orders", "portfolio"]})
-        await b.request({"type": "subscribe_symbol", "symbols": ["BTCUSDT"]})
+        await a.subscribe({"type": "subscribe", "channels": ["orders", "portfolio"]})
+        await b.subscribe({"type": "subscribe_symbol", "symbols": ["BTCUSDT"]})
         during = second_gateway.status(staff)
         anonymous = gateway.status()
     assert during["status"] == "active"
@@ -285,7 +285,7 @@ def quick_heartbeat_gateway(stack):
 async def test_idle_connection_gets_heartbeats_and_stays_open(quick_heartbeat_gateway, stack, redis_publish):
     user = stack.users["alice"]
     async with await connect_user(quick_heartbeat_gateway, user) as client:
-        await client.request({"type": "subscribe", "channels": ["orders"]})
+        await client.subscribe({"type": "subscribe", "channels": ["orders"]})
         beats = [await client.recv_until(lambda m: m["type"] == "heartbeat", skip_heartbeats=False) for _ in range(3)]
         # Idle for longer than every timeout in the stack (daphne ping 2 s, ping timeout 5 s).
         await asyncio.sleep(8)
