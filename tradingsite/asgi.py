@@ -1,5 +1,6 @@
 """ASGI entry point: `daphne tradingsite.asgi:application`."""
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
@@ -23,3 +24,7 @@ application = ProtocolTypeRouter(
         "websocket": OriginlessClientsAllowed(AllowedHostsOriginValidator(websocket_stack), websocket_stack),
     }
 )
+
+# Everything loaded so far lives as long as the process: keep it out of the garbage collector's
+# full collections, which otherwise stall every connection to re-scan it (docs/BENCHMARKS.md).
+gc.freeze()
