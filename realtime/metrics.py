@@ -14,6 +14,9 @@ CONNECTION_DURATION = Histogram(
 )
 OUTBOX_DROPS = Counter("ws_outbox_drops_total", "Messages dropped from slow clients' outboxes", ["type"])
 OUTBOX_CONFLATIONS = Counter("ws_outbox_conflations_total", "Older price updates replaced by newer ones", ["type"])
+INBOX_CONFLATIONS = Counter(
+    "ws_inbox_conflations_total", "Price updates replaced before handling because this process fell behind"
+)
 SLOW_CONSUMER_CLOSES = Counter("ws_slow_consumer_closes_total", "Connections closed because they did not read")
 PUBLISHED = Counter("realtime_published_total", "Messages published to channel-layer groups", ["kind"])
 
