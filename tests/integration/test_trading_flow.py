@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import pytest
+
 from tests.integration import harness
 from tests.integration.harness import Client, ahttp_json
 from tests.support import TIMEOUT, access_token
@@ -50,6 +52,27 @@ MONEY = {
 }
 COUNTS = {"trades_today"}  # the only values a trading event may carry as JSON numbers
 PLAIN_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+@pytest.fixture
+def sole_engine(stack, worker):
+    """The session's worker, checked to be the only paper-trading engine on the shared database.
+
+    A deployment runs exactly one runstream worker. A second one left running by another test (on
+    its own exchange and Redis) would also fill resting orders on its own random trades, re-check
+    risk limits at its own prices and run the bots, with its events going nowhere we listen.
+    """
+    database = worker.env["DATABASE_URL"]
+    others = [
+        s.name
+        for s in stack.services
+        if s is not worker and s.name == "runstream" and s.alive() and s.env.get("DATABASE_URL") == database
+    ]
+    assert not others, f"another runstream worker still runs on this session's database: {others}"
+    return worker
+
+
+pytestmark = pytest.mark.usefixtures("sole_engine")
 
 
 # --- builders ------------------------------------------------------------------------------------
@@ -200,8 +223,8 @@ async def signed_in(gateway, user_id: int) -> AsyncIterator[Trader]:
     trader = Trader(gateway, user_id)
     trader.client = await Client.connect(f"{gateway.ws}/ws/trading?token={trader.token}")
     try:
-        ack = await trader.client.request({"type": "subscribe", "channels": CHANNELS})
-        assert ack["type"] == "subscribed" and ack["channels"] == CHANNELS, ack
+        ack = await trader.client.subscribe({"type": "subscribe", "channels": CHANNELS})
+        assert ack["channels"] == CHANNELS, ack
         await trader.next(lambda m: m["type"] == "portfolio")
         trader.snapshot_end = len(trader.seen)
         yield trader
@@ -234,8 +257,7 @@ class Tape:
 async def tape(gateway, exchange, symbol: str) -> AsyncIterator[Tape]:
     client = await Client.connect(f"{gateway.ws}/ws/market")
     try:
-        ack = await client.request({"type": "subscribe_trades", "symbols": [symbol]})
-        assert ack["type"] == "subscribed", ack
+        await client.subscribe({"type": "subscribe_trades", "symbols": [symbol]})
         yield Tape(exchange, symbol, client)
     finally:
         await client.close()
