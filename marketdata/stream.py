@@ -89,6 +89,8 @@ class WorkerOptions:
             "rest_url": app.binance_rest_url,
             "source": app.market_source,
             "depth": app.orderbook_depth,
+            # WS_RECONNECT_TIMEOUT: the longest wait between reconnects, here as for browser clients.
+            "retry": RetryPolicy(maximum=app.ws_reconnect_timeout),
         }
         return cls(**{**values, **overrides})
 

@@ -395,3 +395,12 @@ def test_options_come_from_the_settings():
     assert options.depth == settings.APP.orderbook_depth
     assert options.simulated is (settings.APP.market_source == "simulator")
     assert options.stale_after == 12
+
+
+def test_the_workers_reconnect_backoff_is_capped_by_ws_reconnect_timeout(settings):
+    from dataclasses import replace
+
+    from marketdata.stream import WorkerOptions
+
+    settings.APP = replace(settings.APP, ws_reconnect_timeout=7)
+    assert WorkerOptions.from_settings().retry.maximum == 7
