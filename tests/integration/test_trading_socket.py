@@ -292,3 +292,13 @@ async def test_idle_connection_gets_heartbeats_and_stays_open(quick_heartbeat_ga
         await sync_to_async(publish.publish_order_update)(user, **order_update_for(444))
         update = await client.recv_until(lambda m: m["type"] == "order_update")
     assert len(beats) == 3 and update["order_id"] == "444"
+
+
+async def test_a_connection_is_closed_with_4001_when_its_token_expires(gateway, stack):
+    short = access_token(stack.users["dave"], lifetime=timedelta(seconds=3))
+    async with await Client.connect(trading_url(gateway, short)) as client:
+        assert (await client.request({"type": "ping"}, "pong"))["type"] == "pong"  # it was accepted
+        error = await client.recv_until(lambda m: m["type"] == "error")
+        code, _reason = await client.closed()
+    assert error["code"] == 4001 and "expired" in error["message"].lower()
+    assert code == 4001
