@@ -14,6 +14,9 @@ from django.core.cache import cache
 # A price older than this is no price: a market order is refused rather than filled at a stale price.
 PRICE_TTL_SECONDS = 300
 SNAPSHOT_TTL_SECONDS = 120
+# A book is only as good as its feed: the worker re-stores a book that is still in sync well within
+# this, so when the worker dies its last book disappears quickly instead of being served stale.
+BOOK_SNAPSHOT_TTL_SECONDS = 15
 
 
 def _price_key(symbol: str) -> str:
@@ -39,7 +42,8 @@ def last_trade_price(symbol: str) -> Decimal | None:
 
 async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
     """Keep the newest encoded frame of a stateful stream (ticker, orderbook) for new subscribers."""
-    await cache.aset(_snapshot_key(stream, symbol), text, SNAPSHOT_TTL_SECONDS)
+    ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == "orderbook" else SNAPSHOT_TTL_SECONDS
+    await cache.aset(_snapshot_key(stream, symbol), text, ttl)
 
 
 def clear_snapshot(stream: str, symbol: str) -> None:

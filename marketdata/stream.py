@@ -49,6 +49,7 @@ from realtime import protocol, publish
 logger = logging.getLogger(__name__)
 
 STREAM_KINDS = ("ticker", "trade", "depth@100ms")
+BOOK_RESTORE_EVERY = 5.0  # seconds; well within latest.BOOK_SNAPSHOT_TTL_SECONDS
 SymbolsLoader = Callable[[], Awaitable[Iterable[str]]]
 
 
@@ -139,6 +140,7 @@ class MarketDataWorker:
         self.last_frame_at: float | None = None  # wall clock
         self._feeds = [ListenerFeed(listener, options.listener_queue) for listener in listeners]
         self._dirty: set[str] = set()  # books changed since they were last published
+        self._book_frames: dict[str, tuple[str, float]] = {}  # symbol -> (last published book, stored at)
         self._syncing: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._snapshot_slots = asyncio.Semaphore(options.snapshot_concurrency)
@@ -390,8 +392,21 @@ class MarketDataWorker:
             message = protocol.orderbook(
                 symbol=symbol, bids=bids, asks=asks, timestamp=timestamp, last_update_id=book.last_update_id
             )
-            await latest.astore_snapshot("orderbook", symbol, protocol.encode(message))
+            self._book_frames[symbol] = (protocol.encode(message), time.monotonic())
+            await latest.astore_snapshot("orderbook", symbol, self._book_frames[symbol][0])
             await publish.apublish_market(message)
+        await self._restore_quiet_books()
+
+    async def _restore_quiet_books(self) -> None:
+        """Re-store books in sync that did not change for a while, so their snapshot does not expire."""
+        now = time.monotonic()
+        for symbol, (text, stored_at) in list(self._book_frames.items()):
+            book = self.books.get(symbol)
+            if book is None or not book.synced:
+                self._book_frames.pop(symbol, None)
+            elif now - stored_at > BOOK_RESTORE_EVERY:
+                self._book_frames[symbol] = (text, now)
+                await latest.astore_snapshot("orderbook", symbol, text)
 
     # --- status -----------------------------------------------------------------------------------
 

@@ -404,3 +404,28 @@ def test_the_workers_reconnect_backoff_is_capped_by_ws_reconnect_timeout(setting
 
     settings.APP = replace(settings.APP, ws_reconnect_timeout=7)
     assert WorkerOptions.from_settings().retry.maximum == 7
+
+
+async def test_a_quiet_book_in_sync_is_stored_again_so_its_snapshot_does_not_expire(simulator, monkeypatch):
+    import marketdata.stream
+
+    monkeypatch.setattr(marketdata.stream, "BOOK_RESTORE_EVERY", 0.2)
+    stored_while_quiet = asyncio.Event()
+    stores = []
+    store = latest.astore_snapshot
+
+    async def spying_store(stream: str, symbol: str, text: str) -> None:
+        await store(stream, symbol, text)
+        if stream == "orderbook" and symbol == "BTCUSDT" and simulator.paused:
+            stores.append(text)
+            if len(stores) >= 3:  # one in-flight diff may land after the pause; three only by refresh
+                stored_while_quiet.set()
+
+    monkeypatch.setattr(latest, "astore_snapshot", spying_store)
+    spy = await GroupSpy.join(groups.market("orderbook", "btcusdt"))
+    async with running_worker(simulator):
+        first = await spy.next()
+        simulator.pause()  # no more changes: only the refresh stores the book now
+        await asyncio.wait_for(stored_while_quiet.wait(), TIMEOUT)
+        stored = orjson.loads((await latest.asnapshots("orderbook", ["BTCUSDT"]))["BTCUSDT"])
+    assert stored["last_update_id"] >= first["last_update_id"]
