@@ -30,4 +30,7 @@ def forged_token(user_id: int) -> str:
     """Well formed, but signed with a key the server does not have."""
     import jwt
 
-    return jwt.encode({"token_type": "access", "user_id": str(user_id), "exp": 4102444800, "jti": "x"}, "not-the-servers-key-but-long-enough-for-hs256")
+    return jwt.encode(
+        {"token_type": "access", "user_id": str(user_id), "exp": 4102444800, "jti": "x"},
+        "not-the-servers-key-but-long-enough-for-hs256",
+    )
