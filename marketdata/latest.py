@@ -46,11 +46,6 @@ async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
     await cache.aset(_snapshot_key(stream, symbol), text, ttl)
 
 
-def clear_snapshot(stream: str, symbol: str) -> None:
-    """A book that lost sync must not be served as the current state."""
-    cache.delete(_snapshot_key(stream, symbol))
-
-
 async def aclear_snapshot(stream: str, symbol: str) -> None:
     await cache.adelete(_snapshot_key(stream, symbol))
 

@@ -43,7 +43,3 @@ async def awrite_status(record: dict) -> None:
 
 def read_status() -> dict:
     return cache.get(STATUS_KEY) or {"connected": False, "worker": "not running"}
-
-
-async def aread_status() -> dict:
-    return await cache.aget(STATUS_KEY) or {"connected": False, "worker": "not running"}

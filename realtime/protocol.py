@@ -26,7 +26,6 @@ class Code:
     SLOW_CONSUMER = 4008  # the client did not read; trading events would have been lost
     RATE_LIMITED = 4029  # flooding: error frames first, then a close if it goes on
     INTERNAL = 4500  # the server failed a request (database or Redis unavailable); retry
-    SERVER_SHUTDOWN = 1012  # service restart: reconnect
 
 
 # --- what a client may ask for -------------------------------------------------------------------

@@ -9,7 +9,6 @@ single-process mode) the same figures are kept in memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -216,14 +215,3 @@ def get_registry() -> MemoryRegistry | RedisRegistry:
         url = settings.APP.redis_url
         _registry = RedisRegistry(url) if url else MemoryRegistry()
     return _registry
-
-
-@contextlib.contextmanager
-def registry_override(registry):
-    """Swap the process registry (tests)."""
-    global _registry
-    previous, _registry = _registry, registry
-    try:
-        yield registry
-    finally:
-        _registry = previous

@@ -30,9 +30,3 @@ async def enabled_symbols() -> frozenset[str]:
     if _cache is None or now - _cache[0] > CACHE_SECONDS:
         _cache = (now, await _load())
     return _cache[1]
-
-
-def forget() -> None:
-    """Drop the cache (tests, admin changes in the same process)."""
-    global _cache
-    _cache = None
