@@ -27,15 +27,12 @@ from marketdata import latest
 from realtime import flow, groups, metrics, protocol
 from realtime.inbox import Inbox
 from realtime.outbox import Kind, Outbox, SlowConsumer
-from realtime.protocol import ChannelRequest, Code, Endpoint, Ping, ProtocolError, Stream, SymbolRequest
+from realtime.protocol import ChannelRequest, Code, Endpoint, Ping, ProtocolError, SymbolRequest
 from realtime.ratelimit import Verdict, flood_guard
 from realtime.registry import Connection, get_registry
 from realtime.symbols import enabled_symbols
 
 logger = logging.getLogger(__name__)
-
-# Streams whose latest state a new subscriber gets at once (subscribe, then snapshot).
-_SNAPSHOT_STREAMS = {Stream.TICKER, Stream.ORDERBOOK}
 
 
 class GatewayConsumer(AsyncConsumer):
@@ -182,8 +179,8 @@ class GatewayConsumer(AsyncConsumer):
                 await self._leave(stream, symbol)
         await self._subscriptions_changed()
         await self.send_message(protocol.symbols_ack(request))
-        if request.subscribe and request.stream in _SNAPSHOT_STREAMS:
-            message_type = _TYPE_OF_STREAM[request.stream]
+        if request.subscribe and request.stream in protocol.STATE_STREAMS:  # subscribe, then snapshot
+            message_type = protocol.MESSAGE_TYPE_OF_STREAM[request.stream]
             for symbol, text in (await latest.asnapshots(str(request.stream), request.symbols)).items():
                 await self.deliver(text, Kind.STATE, protocol.conflation_key(message_type, symbol), "snapshot")
 
@@ -347,7 +344,6 @@ class _Failed:
     error: BaseException
 
 
-_TYPE_OF_STREAM = {Stream.TICKER: "ticker", Stream.TRADES: "trade", Stream.ORDERBOOK: "orderbook"}
 _REQUEST_HANDLERS = {Ping: "handle_ping", SymbolRequest: "handle_symbols", ChannelRequest: "handle_channels"}
 
 

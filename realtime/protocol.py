@@ -42,6 +42,14 @@ class Stream(StrEnum):
     ORDERBOOK = "orderbook"
 
 
+# The message type each market stream carries, and back.
+MESSAGE_TYPE_OF_STREAM = {Stream.TICKER: "ticker", Stream.TRADES: "trade", Stream.ORDERBOOK: "orderbook"}
+STREAM_OF_MESSAGE_TYPE = {kind: stream for stream, kind in MESSAGE_TYPE_OF_STREAM.items()}
+# Streams that carry state (the newest replaces the older): conflated under pressure, and sent as a
+# snapshot to a new subscriber. Trades are events and are neither.
+STATE_STREAMS = frozenset({Stream.TICKER, Stream.ORDERBOOK})
+
+
 TRADING_CHANNELS = ("orders", "risk_alerts", "bot_status", "portfolio")
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 

@@ -13,19 +13,14 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from realtime import groups, metrics, protocol
-from realtime.protocol import Stream
 
 logger = logging.getLogger(__name__)
-
-_STREAM_OF_TYPE = {"ticker": Stream.TICKER, "trade": Stream.TRADES, "orderbook": Stream.ORDERBOOK}
-# Tickers and books are state: a newer one replaces an older one in a slow client's outbox.
-_CONFLATED = {Stream.TICKER, Stream.ORDERBOOK}
 
 
 async def apublish_market(message: dict) -> None:
     """Publish one normalised ticker, trade or orderbook message to its symbol's group."""
-    stream = _STREAM_OF_TYPE[message["type"]]
-    event = protocol.market_event(message, conflate=stream in _CONFLATED)
+    stream = protocol.STREAM_OF_MESSAGE_TYPE[message["type"]]
+    event = protocol.market_event(message, conflate=stream in protocol.STATE_STREAMS)
     await get_channel_layer(groups.MARKET_LAYER).group_send(groups.market(stream, message["symbol"]), event)
     metrics.PUBLISHED.labels(kind=message["type"]).inc()
 
