@@ -13,6 +13,7 @@ import socket
 
 import pytest
 import websockets
+from asgiref.sync import sync_to_async
 
 from realtime import protocol
 from tests.integration.harness import Client
@@ -41,6 +42,19 @@ async def silent_client(url: str) -> websockets.ClientConnection:
     host, port = url.split("//")[1].split("/")[0].split(":")
     sock.connect((host, int(port)))
     return await websockets.connect(url, sock=sock, max_queue=1, max_size=2**22, open_timeout=TIMEOUT)
+
+
+async def publish_alerts(publish, user: int, count: int) -> None:
+    """`count` ~2 KB risk alerts to one user, numbered by their current_value."""
+    for seq in range(count):
+        await sync_to_async(publish.publish_risk_alert)(
+            user,
+            alert_type="position_limit_exceeded",
+            severity="high",
+            message=PAD,
+            limit_value="1",
+            current_value=str(seq),
+        )
 
 
 def ticker(seq: int) -> dict:
@@ -101,7 +115,6 @@ async def test_a_client_that_stops_reading_prices_keeps_server_memory_bounded(sl
 
 @pytest.mark.slow
 async def test_a_client_that_stops_reading_trading_events_is_closed_not_dropped(slow_gateway, stack, redis_publish):
-    from asgiref.sync import sync_to_async
 
     user = stack.users["bob"]
     url = f"{slow_gateway.ws}/ws/trading?token={access_token(user)}"
@@ -121,15 +134,7 @@ async def test_a_client_that_stops_reading_trading_events_is_closed_not_dropped(
         return values
 
     collecting = asyncio.create_task(collect())
-    for seq in range(3000):
-        await sync_to_async(redis_publish.publish_risk_alert)(
-            user,
-            alert_type="position_limit_exceeded",
-            severity="high",
-            message=PAD,
-            limit_value="1",
-            current_value=str(seq),
-        )
+    await publish_alerts(redis_publish, user, 3000)
     # The reading connection of the same user got everything, in order.
     assert await asyncio.wait_for(collecting, TIMEOUT * 3) == [str(seq) for seq in range(3000)]
     growth = rss_bytes(pid) - baseline
@@ -153,7 +158,6 @@ def quick_ping_gateway(stack):
 
 
 async def test_a_dead_peer_is_detected_by_ping_timeout_and_forgotten(quick_ping_gateway, stack, redis_publish):
-    from asgiref.sync import sync_to_async
 
     user = stack.users["erin"]
     staff = access_token(stack.users["staff"])
@@ -161,15 +165,7 @@ async def test_a_dead_peer_is_detected_by_ping_timeout_and_forgotten(quick_ping_
     silent = await silent_client(url)
     await silent.send('{"type": "subscribe", "channels": ["risk_alerts"]}')
     # Fill its buffers so it cannot even see the server's pings: to the server it is dead.
-    for seq in range(200):
-        await sync_to_async(redis_publish.publish_risk_alert)(
-            user,
-            alert_type="position_limit_exceeded",
-            severity="high",
-            message=PAD,
-            limit_value="1",
-            current_value=str(seq),
-        )
+    await publish_alerts(redis_publish, user, 200)
     key = f"user_{user}"
     assert quick_ping_gateway.status(staff)["user_connections"].get(key) == 1
     deadline = asyncio.get_running_loop().time() + TIMEOUT
