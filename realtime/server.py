@@ -52,7 +52,7 @@ class Background:
 
     def start(self) -> None:
         self.stop_event = asyncio.Event()
-        self.task = asyncio.get_event_loop().create_task(run_market_and_bots(self.stop_event))
+        self.task = asyncio.get_event_loop().create_task(run_with_market_source(self.stop_event))
 
     def stop(self):
         """Twisted waits for the returned Deferred before it shuts the reactor down."""
@@ -68,18 +68,12 @@ class Background:
             await asyncio.wait_for(self.task, SHUTDOWN_GRACE)
 
 
-async def run_market_and_bots(stop: asyncio.Event) -> None:
-    from accounts import engine
-    from marketdata.stream import run_worker
+async def run_with_market_source(stop: asyncio.Event) -> None:
+    """The worker, engine and bots (as `runstream` runs them) on Binance or the fallback simulator."""
+    from tradingsite.worker import run_market_and_bots
 
     async with market_source() as options:
-        try:
-            await asyncio.gather(
-                run_worker(stop, listeners=(engine.handle_market_message,), options=options),
-                engine.run_bots(stop),
-            )
-        finally:
-            await engine.drain()
+        await run_market_and_bots(stop, options)
 
 
 @contextlib.asynccontextmanager
