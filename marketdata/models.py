@@ -1,4 +1,12 @@
+from __future__ import annotations
+
 from django.db import models
+
+
+class SymbolQuerySet(models.QuerySet):
+    def enabled(self) -> SymbolQuerySet:
+        """The one definition of a symbol clients may stream and trade."""
+        return self.filter(enabled=True)
 
 
 class Symbol(models.Model):
@@ -12,6 +20,8 @@ class Symbol(models.Model):
     tick_size = models.DecimalField(max_digits=30, decimal_places=18, default="0.00000001")
     min_notional = models.DecimalField(max_digits=30, decimal_places=8, default="0")
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SymbolQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

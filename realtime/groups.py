@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from realtime.protocol import TRADING_CHANNELS, Stream
+from realtime.session import MarketSub, UserSub
 
 _VALID = re.compile(r"^[a-z0-9._-]{1,99}$")
 
@@ -33,3 +34,12 @@ def user(user_id: int, channel: str) -> str:
     if channel not in TRADING_CHANNELS:
         raise ValueError(f"unknown trading channel {channel!r}")
     return _checked(f"user.{int(user_id)}.{channel}")
+
+
+def of(sub: MarketSub | UserSub, user_id: int | None) -> tuple[str, str]:
+    """(channel layer alias, group name) of a connection's subscription."""
+    if isinstance(sub, MarketSub):
+        return MARKET_LAYER, market(sub.stream, sub.symbol)
+    if user_id is None:
+        raise ValueError("a trading channel needs a signed-in user")
+    return TRADING_LAYER, user(user_id, sub.channel)

@@ -51,6 +51,8 @@ STATE_STREAMS = frozenset({Stream.TICKER, Stream.ORDERBOOK})
 
 
 TRADING_CHANNELS = ("orders", "risk_alerts", "bot_status", "portfolio")
+# Channels with a current state, sent to a new subscriber; risk alerts are events only.
+SNAPSHOT_CHANNELS = frozenset({"orders", "bot_status", "portfolio"})
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 
 # type -> (endpoint set, field name, stream or None, subscribe?)

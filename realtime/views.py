@@ -12,7 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
-from marketdata import status as market_status
+from realtime.providers import providers
 from realtime.registry import get_registry
 
 
@@ -29,7 +29,7 @@ def status(request):
         "total_subscriptions": figures.total_subscriptions,
         "connections_by_endpoint": figures.by_endpoint,
         "channel_layer": "redis" if app.redis_url else "in-memory",
-        "market_data": market_status.read_status(),
+        "market_data": providers.market_status(),
         "settings": {
             "heartbeat_interval": app.ws_heartbeat_interval,
             "max_connections_per_user": app.ws_max_connections_per_user,

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "realtime",
     "marketdata",
     "accounts",
+    "tradingsite",  # process composition: the serve and runstream commands
 ]
 
 MIDDLEWARE = [

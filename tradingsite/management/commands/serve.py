@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from realtime.server import serve
+from tradingsite.server import serve
 
 
 class Command(BaseCommand):

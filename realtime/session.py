@@ -1,0 +1,320 @@
+"""One WebSocket connection's whole state, without I/O (in the manner of python-websockets' ServerProtocol).
+
+A `Session` takes what happens to a connection (a client frame, an event from the channel layers,
+the clock) and answers with `Action`s for its adapter (`realtime.consumers`) to carry out in order:
+send a text frame, join or leave a subscription's group, fetch a snapshot, close. It owns the
+subscriptions, the flood guard, the bounded outbox and the heartbeat and token deadlines, and it
+never awaits, so every branch is unit-tested without a server (tests/realtime/test_session.py).
+
+Times are passed in: `now` is the adapter's monotonic clock, `wall` seconds since the epoch (tokens
+expire in wall time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from realtime import flow, metrics, protocol
+from realtime.outbox import Kind, Outbox, SlowConsumer
+from realtime.protocol import ChannelRequest, Code, Endpoint, Ping, ProtocolError, Stream, SymbolRequest
+from realtime.ratelimit import FloodGuard, Verdict, flood_guard
+
+# --- what a connection can subscribe to ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSub:
+    """A public market stream of one symbol (a group shared by every subscriber)."""
+
+    stream: Stream
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserSub:
+    """One of the signed-in user's trading channels (a group of that user's connections only)."""
+
+    channel: str
+
+
+Sub = MarketSub | UserSub
+
+
+# --- what the adapter is asked to do, in order ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    text: str
+    label: str  # the message type, for metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    sub: Sub
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    sub: Sub
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshots:
+    """Load the current state of these subscriptions and hand it to `Session.snapshot`."""
+
+    subs: tuple[Sub, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsChanged:
+    count: int  # for the registry behind /ws/status
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Messages are queued: write them as the socket's buffer empties (`Session.drain`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+Action = Send | Join | Leave | FetchSnapshots | SubscriptionsChanged | Drain | Close
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection limits, from settings (tradingsite.config)."""
+
+    rate_per_second: float
+    burst: int
+    max_message_bytes: int
+    max_items_per_request: int
+    max_subscriptions: int
+    queue_size: int
+    heartbeat_interval: float
+
+    @classmethod
+    def from_config(cls, app) -> Limits:
+        return cls(
+            rate_per_second=app.ws_rate_limit_per_second,
+            burst=app.ws_rate_limit_burst,
+            max_message_bytes=app.ws_max_message_bytes,
+            max_items_per_request=app.ws_max_items_per_request,
+            max_subscriptions=app.ws_max_subscriptions_per_connection,
+            queue_size=app.ws_message_queue_size,
+            heartbeat_interval=app.ws_heartbeat_interval,
+        )
+
+
+@dataclass
+class Session:
+    endpoint: Endpoint
+    limits: Limits
+    now: float  # when the connection opened (monotonic)
+    user_id: int | None = None
+    expires_at: float | None = None  # the access token's expiry (wall clock), None: never
+    subscriptions: set[Sub] = field(default_factory=set)
+    closed: bool = False
+    outbox: Outbox = field(init=False)
+    flood: FloodGuard = field(init=False)
+    last_sent: float = field(init=False)
+    draining: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.limits.queue_size)
+        self.flood = flood_guard(self.limits.rate_per_second, self.limits.burst)
+        self.last_sent = self.now
+
+    # --- client frames ----------------------------------------------------------------------------
+
+    def receive(self, text: str | None, now: float, enabled_symbols: frozenset[str]) -> list[Action]:
+        """One client frame: flood check, size check, parse, then the request's actions."""
+        if self.closed:
+            return []
+        verdict = self.flood.check(now)
+        if verdict is not Verdict.ALLOW:
+            return self._flooded(verdict)
+        limit = self.limits.max_message_bytes
+        if text is not None and (len(text) > limit or len(text.encode()) > limit):
+            return self.error(ProtocolError(f"Message too large: at most {limit} bytes"))
+        try:
+            request = protocol.parse(text, self.endpoint, self.limits.max_items_per_request)
+            metrics.MESSAGES_IN.labels(type=request.type).inc()
+            return self._handlers[type(request)](self, request, enabled_symbols)
+        except ProtocolError as exc:
+            metrics.MESSAGES_IN.labels(type="invalid").inc()
+            return self.error(exc)
+
+    def _flooded(self, verdict: Verdict) -> list[Action]:
+        text = f"Rate limit exceeded: at most {self.limits.rate_per_second:g} messages a second"
+        if verdict is Verdict.CLOSE:
+            return self.close(Code.RATE_LIMITED, text + "; closing")
+        return self.error(ProtocolError(text + "; this message was ignored", code=Code.RATE_LIMITED))
+
+    def _ping(self, request: Ping, enabled_symbols: frozenset[str]) -> list[Action]:
+        return self.reply(protocol.pong())
+
+    def _channels(self, request: ChannelRequest, enabled_symbols: frozenset[str]) -> list[Action]:
+        if self.endpoint is not Endpoint.TRADING or self.user_id is None:
+            raise ProtocolError(f"Unknown message type {request.type!r} on this endpoint")
+        wanted = [UserSub(channel) for channel in request.channels]
+        return self._change(request.subscribe, wanted, protocol.channels_ack(request.subscribe, request.channels))
+
+    def _symbols(self, request: SymbolRequest, enabled_symbols: frozenset[str]) -> list[Action]:
+        unknown = [symbol for symbol in request.symbols if symbol not in enabled_symbols]
+        if unknown:
+            raise protocol.unknown_symbols_error(unknown)
+        wanted = [MarketSub(request.stream, symbol) for symbol in request.symbols]
+        return self._change(request.subscribe, wanted, protocol.symbols_ack(request))
+
+    def _change(self, subscribe: bool, wanted: list[Sub], ack: dict) -> list[Action]:
+        """Join (or leave) the groups, ack, then snapshot what is new: subscribe, then snapshot."""
+        if subscribe:
+            new = [sub for sub in wanted if sub not in self.subscriptions]
+            cap = self.limits.max_subscriptions
+            if len(self.subscriptions) + len(new) > cap:
+                raise ProtocolError(f"Too many subscriptions: at most {cap} per connection; unsubscribe some first")
+            changes: list[Action] = [Join(sub) for sub in new]
+            self.subscriptions.update(new)
+            _count_subscriptions(new, +1)
+        else:
+            gone = [sub for sub in wanted if sub in self.subscriptions]
+            changes = [Leave(sub) for sub in gone]
+            self.subscriptions.difference_update(gone)
+            _count_subscriptions(gone, -1)
+        actions = [*changes, SubscriptionsChanged(len(self.subscriptions)), *self.reply(ack)]
+        # A repeat subscribe re-sends nothing: the connection already holds that state.
+        stateful = tuple(sub for sub in new if _has_snapshot(sub)) if subscribe else ()
+        if stateful:
+            actions.append(FetchSnapshots(stateful))
+        return actions
+
+    _handlers: ClassVar[dict[type, Callable]] = {Ping: _ping, ChannelRequest: _channels, SymbolRequest: _symbols}
+
+    def internal_error(self) -> list[Action]:
+        """The request failed on our side (a database or Redis blip): the client may retry."""
+        return self.error(ProtocolError("Internal error: the request did not complete; retry", Code.INTERNAL))
+
+    # --- what goes out ----------------------------------------------------------------------------
+
+    def event(self, event: dict, backlog: int) -> list[Action]:
+        """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
+        if event["type"] == protocol.USER_EVENT:
+            return self.deliver(event["text"], Kind.RELIABLE, None, event.get("kind", "user"), backlog)
+        key = event.get("key")
+        kind = Kind.STATE if key else Kind.DROPPABLE
+        return self.deliver(event["text"], kind, key, event.get("kind", "market"), backlog)
+
+    def snapshot(self, sub: Sub, texts: list[str], backlog: int = 0) -> list[Action]:
+        """The state fetched for a subscription, sent unless the client left it meanwhile."""
+        if sub not in self.subscriptions:
+            return []
+        if isinstance(sub, UserSub):
+            return [action for text in texts for action in self.deliver(text, Kind.RELIABLE, None, "snapshot", backlog)]
+        key = protocol.conflation_key(protocol.MESSAGE_TYPE_OF_STREAM[sub.stream], sub.symbol)
+        return [action for text in texts for action in self.deliver(text, Kind.STATE, key, "snapshot", backlog)]
+
+    def reply(self, message: dict, backlog: int = 0) -> list[Action]:
+        """An answer to the client (acks, pongs, errors, heartbeats): never dropped."""
+        return self.deliver(protocol.encode(message), Kind.RELIABLE, None, message["type"], backlog)
+
+    def error(self, exc: ProtocolError) -> list[Action]:
+        metrics.ERRORS.labels(code=str(exc.code)).inc()
+        return self.reply(protocol.error_from(exc))
+
+    def deliver(self, text: str, kind: Kind, key: str | None, label: str, backlog: int) -> list[Action]:
+        """Write now while the client keeps up; otherwise queue in the bounded outbox and drain later."""
+        if self.closed:
+            return []
+        if not self.outbox and backlog < flow.HIGH_WATER:
+            return [Send(text, label)]
+        dropped, conflated = self.outbox.dropped, self.outbox.conflated
+        try:
+            self.outbox.put(text, kind, key)
+        except SlowConsumer:
+            metrics.SLOW_CONSUMER_CLOSES.inc()
+            self.outbox = Outbox(1)  # release what was queued: the client will reload state
+            return self._close_now(Code.SLOW_CONSUMER, "Client too slow: trading events would be lost; reconnect")
+        if self.outbox.dropped > dropped:
+            metrics.OUTBOX_DROPS.labels(type=label).inc(self.outbox.dropped - dropped)
+        if self.outbox.conflated > conflated:
+            metrics.OUTBOX_CONFLATIONS.labels(type=label).inc(self.outbox.conflated - conflated)
+        if self.draining:
+            return []
+        self.draining = True
+        return [Drain()]
+
+    def drain(self, backlog: int) -> Send | float | None:
+        """The next queued frame to write, seconds to wait for the socket, or None when all is written."""
+        if self.closed or not self.outbox:
+            self.draining = False
+            return None
+        if backlog > flow.LOW_WATER:
+            return DRAIN_POLL_SECONDS
+        return Send(self.outbox.pop(), "queued")
+
+    def sent(self, now: float) -> None:
+        """The adapter wrote a frame (for the heartbeat's silence timer)."""
+        self.last_sent = now
+
+    # --- closing ----------------------------------------------------------------------------------
+
+    def close(self, code: int, message: str) -> list[Action]:
+        """An error frame with the code, then a close with the same code (browsers read both)."""
+        if self.closed:
+            return []
+        metrics.ERRORS.labels(code=str(code)).inc()
+        return [Send(protocol.encode(protocol.error(code, message)), "error"), *self._close_now(code, message)]
+
+    def _close_now(self, code: int, reason: str) -> list[Action]:
+        self.closed = True
+        return [Close(code, reason[:120])]
+
+    def end(self) -> list[Action]:
+        """The socket is gone: leave every group (the adapter then forgets the connection)."""
+        self.closed = True
+        gone, self.subscriptions = list(self.subscriptions), set()
+        _count_subscriptions(gone, -1)
+        return [Leave(sub) for sub in gone]
+
+    # --- the clock --------------------------------------------------------------------------------
+
+    def next_deadline(self, now: float, wall: float) -> float:
+        """Seconds until `tick` has something to do (a heartbeat or the token's expiry)."""
+        heartbeat = self.last_sent + self.limits.heartbeat_interval - now
+        expiry = float("inf") if self.expires_at is None else self.expires_at - wall
+        return max(0.0, min(heartbeat, expiry))
+
+    def tick(self, now: float, wall: float) -> list[Action]:
+        """Close when the token has expired; send a heartbeat after a silence of the interval."""
+        if self.closed:
+            return []
+        if self.expires_at is not None and wall >= self.expires_at:
+            return self.close(Code.AUTH_FAILED, "Token expired: reconnect with a fresh access token")
+        if now >= self.last_sent + self.limits.heartbeat_interval:
+            return self.reply(protocol.heartbeat())
+        return []
+
+
+DRAIN_POLL_SECONDS = 0.05  # Twisted gives no async signal for "buffer drained"
+
+
+def _count_subscriptions(subs: list[Sub], delta: int) -> None:
+    for sub in subs:
+        if isinstance(sub, MarketSub):
+            metrics.SUBSCRIPTIONS.labels(channel=str(sub.stream), symbol=sub.symbol).inc(delta)
+        else:
+            metrics.SUBSCRIPTIONS.labels(channel=sub.channel, symbol="").inc(delta)
+
+
+def _has_snapshot(sub: Sub) -> bool:
+    """Market state streams and trading channels have a current state; trades and risk alerts do not."""
+    if isinstance(sub, MarketSub):
+        return sub.stream in protocol.STATE_STREAMS
+    return sub.channel in protocol.SNAPSHOT_CHANNELS
