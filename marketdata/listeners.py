@@ -19,23 +19,6 @@ logger = logging.getLogger(__name__)
 
 Listener = Callable[[dict], Awaitable[None]]
 
-_registered: list[Listener] = []
-
-
-def register_listener(listener: Listener) -> None:
-    """Have every worker started from now on call `listener` (e.g. from an AppConfig.ready())."""
-    if listener not in _registered:
-        _registered.append(listener)
-
-
-def unregister_listener(listener: Listener) -> None:
-    with contextlib.suppress(ValueError):
-        _registered.remove(listener)
-
-
-def registered_listeners() -> tuple[Listener, ...]:
-    return tuple(_registered)
-
 
 class ListenerFeed:
     """One listener, its queue and the task that feeds it."""

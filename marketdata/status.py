@@ -33,10 +33,6 @@ def status_record(
     }
 
 
-def write_status(record: dict) -> None:
-    cache.set(STATUS_KEY, record, STATUS_TTL_SECONDS)
-
-
 async def awrite_status(record: dict) -> None:
     await cache.aset(STATUS_KEY, record, STATUS_TTL_SECONDS)
 

@@ -33,7 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from marketdata import latest, normalize, selectors, services, status
 from marketdata.backoff import Retry, RetryPolicy
 from marketdata.exceptions import NormalizeError, PlannedReconnect, SnapshotError, StaleFeed
-from marketdata.listeners import Listener, ListenerFeed, registered_listeners
+from marketdata.listeners import Listener, ListenerFeed
 from marketdata.normalize import (
     DepthDiff,
     ExchangeError,
@@ -101,10 +101,8 @@ async def run_worker(
     listeners: Iterable[Listener] = (),
     options: WorkerOptions | None = None,
 ) -> None:
-    """Stream market data until `stop` is set. Listeners registered with register_listener() are included."""
-    # A listener both registered and passed in is called once: a paper fill must not happen twice.
-    unique = tuple(dict.fromkeys((*registered_listeners(), *listeners)))
-    worker = MarketDataWorker(options or WorkerOptions.from_settings(), unique)
+    """Stream market data until `stop` is set, feeding every listener (the paper engine is one)."""
+    worker = MarketDataWorker(options or WorkerOptions.from_settings(), tuple(listeners))
     await worker.run(stop)
 
 
@@ -187,13 +185,6 @@ class MarketDataWorker:
             await feed.stop(self.options.listener_grace)
         with contextlib.suppress(Exception):  # the cache may be gone too; the record expires anyway
             await self.write_status()
-
-    def add_listener(self, listener: Listener) -> None:
-        """Add a listener to a worker that may already be running."""
-        feed = ListenerFeed(listener, self.options.listener_queue)
-        self._feeds.append(feed)
-        if self._running:
-            feed.start()
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         """Run `action` now and every `seconds`; a failure is logged and the loop goes on."""

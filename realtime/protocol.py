@@ -6,12 +6,14 @@ knows the JSON shapes on the sockets; everything else calls these builders.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -79,11 +81,11 @@ def request_types(endpoint: Endpoint) -> tuple[str, ...]:
 class ProtocolError(Exception):
     """A client frame we refuse; `code` and `message` go back to the client as an error frame."""
 
-    def __init__(self, message: str, code: int = Code.INVALID_MESSAGE, **details: Any):
+    def __init__(self, message: str, code: int = Code.INVALID_MESSAGE, invalid: list[str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details = details
+        self.invalid = invalid
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,14 @@ def unknown_symbols_error(unknown: list[str] | tuple[str, ...]) -> ProtocolError
     return ProtocolError(f"Unknown or disabled symbol(s): {', '.join(unknown)}", invalid=list(unknown))
 
 
-# --- server frames ------------------------------------------------------------------------------
+# --- server frames: one typed definition per message ---------------------------------------------
+#
+# The wire contract is closed: each message the server sends is one dataclass below, and its
+# builder takes exactly those fields. Rules for every message: `type` and `timestamp` (ISO 8601 UTC
+# ending in Z) are always there; money and prices are strings; a field whose default is None is
+# left out when it has no value, a field without a default is always sent (null where it says
+# `| None`). tests/schema.py checks every frame the integration and browser suites receive
+# against these definitions, and tests/test_contract.py holds the README and the JS client to them.
 
 
 def now_iso() -> str:
@@ -208,178 +217,280 @@ def encode(message: dict) -> str:
     return orjson.dumps(message).decode()
 
 
-_RESERVED = frozenset({"type", "timestamp"})
+@dataclass(frozen=True, kw_only=True)
+class Frame:
+    """What every server message has besides its own fields."""
+
+    TYPE: ClassVar[str]
+    timestamp: str | None = None  # set when built; None means now
+
+    def as_message(self) -> dict:
+        message = {"type": self.TYPE}
+        for field_ in _payload_fields(type(self)):
+            value = getattr(self, field_.name)
+            if value is None and field_.default is None:
+                continue
+            message[field_.name] = _plain(value)
+        message["timestamp"] = self.timestamp or now_iso()
+        return message
 
 
-def _frame(kind: str, timestamp: str | None, **fields: Any) -> dict:
-    clash = _RESERVED.intersection(fields)
-    if clash:  # e.g. an order's own `type`: send it as `order_type`, never over the frame's
-        raise ValueError(f"extra field(s) {sorted(clash)} would overwrite the frame's own")
-    return {"type": kind, **fields, "timestamp": timestamp or now_iso()}
+@dataclass(frozen=True, kw_only=True)
+class Error(Frame):
+    TYPE = "error"
+    code: int
+    message: str
+    invalid: list[str] | None = None  # the values a request was refused for
 
 
-def error(code: int, message: str, **details: Any) -> dict:
-    return _frame("error", None, code=code, message=message, **details)
+@dataclass(frozen=True, kw_only=True)
+class Pong(Frame):
+    TYPE = "pong"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(Frame):
+    TYPE = "heartbeat"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Position:
+    """A resume position: the epoch of a history and the last seq sent from it."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscribed(Frame):
+    TYPE = "subscribed"
+    channels: list[str] | None = None  # /ws/trading subscribe
+    symbols: list[str] | None = None  # subscribe_symbol and the market subscribe_* requests
+    stream: str | None = None  # market requests only
+    positions: dict[str, Position] | None = None  # per channel (trading) or symbol (market)
+    recovered: dict[str, bool] | None = None  # per channel or symbol resumed with `since`
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unsubscribed(Frame):
+    TYPE = "unsubscribed"
+    channels: list[str] | None = None
+    symbols: list[str] | None = None
+    stream: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refreshed(Frame):
+    TYPE = "refreshed"
+    expires_at: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ticker(Frame):
+    TYPE = "ticker"
+    symbol: str
+    price: str
+    price_change: str
+    price_change_percent: str
+    high_price: str
+    low_price: str
+    volume: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trade(Frame):
+    TYPE = "trade"
+    symbol: str
+    price: str
+    quantity: str
+    side: str  # buy | sell: the taker's side
+    trade_id: int | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderBook(Frame):
+    TYPE = "orderbook"
+    symbol: str
+    bids: list[list[str]]  # [price, quantity], best first
+    asks: list[list[str]]
+    last_update_id: int | None = None
+    checksum: int | None = None  # CRC32 of the top 10 levels (Kraken's v2 book checksum)
+    seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderUpdate(Frame):
+    TYPE = "order_update"
+    order_id: str
+    symbol: str
+    side: str
+    order_type: str  # market | limit (the order's own `type`; that key is the message's)
+    status: str
+    quantity: str
+    price: str | None  # None for market orders
+    filled_quantity: str
+    remaining_quantity: str
+    average_price: str | None  # None until something filled
+    fee: str | None = None
+    bot_id: str | None = None
+    reason: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskAlert(Frame):
+    TYPE = "risk_alert"
+    alert_type: str
+    severity: str
+    message: str
+    limit_value: str
+    current_value: str
+    symbol: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotPerformance:
+    total_pnl: str
+    win_rate: str
+    trades_today: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotStatus(Frame):
+    TYPE = "bot_status"
+    bot_id: str
+    name: str
+    status: str
+    performance: BotPerformance
+    strategy: str | None = None
+    symbol: str | None = None
+    reason: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PortfolioPosition:
+    symbol: str
+    quantity: str
+    average_price: str
+    market_price: str | None
+    market_value: str | None
+    unrealized_pnl: str | None
+    realized_pnl: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Portfolio(Frame):
+    TYPE = "portfolio"
+    total_value: str
+    positions: list[PortfolioPosition]
+    cash: str | None = None
+    currency: str | None = None
+    unrealized_pnl: str | None = None
+    realized_pnl: str | None = None
+    seq: int | None = None
+
+
+SERVER_MESSAGES: dict[str, type[Frame]] = {
+    cls.TYPE: cls
+    for cls in (
+        Error, Pong, Heartbeat, Subscribed, Unsubscribed, Refreshed,
+        Ticker, Trade, OrderBook, OrderUpdate, RiskAlert, BotStatus, Portfolio,
+    )
+}  # fmt: skip
+
+
+@functools.cache
+def _payload_fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    return tuple(f for f in dataclasses.fields(cls) if f.name != "timestamp")
+
+
+def _plain(value: Any) -> Any:
+    """Nested definitions (positions, performance) as JSON objects; Decimals as strings."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, Decimal | float):
+        return decimal_str(value)
+    return value
+
+
+def _money(fields: dict, *names: str) -> dict:
+    """The named amounts as strings (Decimals converted, floats refused)."""
+    return {**fields, **{name: decimal_str(fields[name]) for name in names if name in fields}}
+
+
+# --- builders: the only way the rest of the system makes a server message ------------------------
+
+
+def error(code: int, message: str, invalid: list[str] | None = None) -> dict:
+    return Error(code=code, message=message, invalid=invalid).as_message()
 
 
 def error_from(exc: ProtocolError) -> dict:
-    return error(exc.code, exc.message, **exc.details)
+    return error(exc.code, exc.message, exc.invalid)
 
 
 def pong() -> dict:
-    return _frame("pong", None)
+    return Pong().as_message()
 
 
 def heartbeat() -> dict:
-    return _frame("heartbeat", None)
-
-
-def connected(endpoint: Endpoint, **details: Any) -> dict:
-    return _frame("connection_established", None, endpoint=str(endpoint), **details)
+    return Heartbeat().as_message()
 
 
 def channels_ack(subscribe: bool, channels: tuple[str, ...] | list[str]) -> dict:
-    return _frame("subscribed" if subscribe else "unsubscribed", None, channels=list(channels))
+    frame = Subscribed if subscribe else Unsubscribed
+    return frame(channels=list(channels)).as_message()
 
 
 def symbols_ack(request: SymbolRequest) -> dict:
     """subscribe_symbol is acked without a stream (as the contract says); market requests name it."""
-    kind = "subscribed" if request.subscribe else "unsubscribed"
-    if request.type.endswith("_symbol"):
-        return _frame(kind, None, symbols=list(request.symbols))
-    return _frame(kind, None, stream=str(request.stream), symbols=list(request.symbols))
+    frame = Subscribed if request.subscribe else Unsubscribed
+    stream = None if request.type.endswith("_symbol") else str(request.stream)
+    return frame(stream=stream, symbols=list(request.symbols)).as_message()
 
 
-def ticker(
-    *,
-    symbol: str,
-    price: str,
-    price_change: str,
-    price_change_percent: str,
-    high_price: str,
-    low_price: str,
-    volume: str,
-    timestamp: str,
-    **extra: Any,
-) -> dict:
-    return _frame(
-        "ticker",
-        timestamp,
-        symbol=symbol,
-        price=price,
-        price_change=price_change,
-        price_change_percent=price_change_percent,
-        high_price=high_price,
-        low_price=low_price,
-        volume=volume,
-        **extra,
-    )
+def ticker(**fields: Any) -> dict:
+    return Ticker(**fields).as_message()
 
 
-def trade(*, symbol: str, price: str, quantity: str, side: str, timestamp: str, **extra: Any) -> dict:
-    if side not in {"buy", "sell"}:
-        raise ValueError(f"side must be buy or sell, not {side!r}")
-    return _frame("trade", timestamp, symbol=symbol, price=price, quantity=quantity, side=side, **extra)
+def trade(**fields: Any) -> dict:
+    if fields.get("side") not in {"buy", "sell"}:
+        raise ValueError(f"side must be buy or sell, not {fields.get('side')!r}")
+    return Trade(**fields).as_message()
 
 
-def orderbook(
-    *,
-    symbol: str,
-    bids: list[list[str]],
-    asks: list[list[str]],
-    timestamp: str,
-    **extra: Any,
-) -> dict:
-    return _frame("orderbook", timestamp, symbol=symbol, bids=bids, asks=asks, **extra)
+def orderbook(**fields: Any) -> dict:
+    return OrderBook(**fields).as_message()
 
 
-def order_update(
-    *,
-    order_id: int | str,
-    symbol: str,
-    side: str,
-    status: str,
-    filled_quantity: Decimal | str,
-    remaining_quantity: Decimal | str,
-    average_price: Decimal | str | None,
-    timestamp: str | None = None,
-    **extra: Any,
-) -> dict:
-    return _frame(
-        "order_update",
-        timestamp,
-        order_id=str(order_id),
-        symbol=symbol,
-        side=side,
-        status=status,
-        filled_quantity=decimal_str(filled_quantity),
-        remaining_quantity=decimal_str(remaining_quantity),
-        average_price=decimal_str(average_price),
-        **_decimals(extra),
-    )
+def order_update(**fields: Any) -> dict:
+    amounts = ("quantity", "price", "filled_quantity", "remaining_quantity", "average_price", "fee")
+    fields = _money(fields, *amounts)
+    return OrderUpdate(**{**fields, "order_id": str(fields["order_id"])}).as_message()
 
 
-def risk_alert(
-    *,
-    alert_type: str,
-    severity: str,
-    message: str,
-    limit_value: Decimal | str,
-    current_value: Decimal | str,
-    timestamp: str | None = None,
-    **extra: Any,
-) -> dict:
-    return _frame(
-        "risk_alert",
-        timestamp,
-        alert_type=alert_type,
-        severity=severity,
-        message=message,
-        limit_value=decimal_str(limit_value),
-        current_value=decimal_str(current_value),
-        **_decimals(extra),
-    )
+def risk_alert(**fields: Any) -> dict:
+    return RiskAlert(**_money(fields, "limit_value", "current_value")).as_message()
 
 
-def bot_status(
-    *,
-    bot_id: int | str,
-    name: str,
-    status: str,
-    performance: dict,
-    timestamp: str | None = None,
-    **extra: Any,
-) -> dict:
-    return _frame(
-        "bot_status",
-        timestamp,
-        bot_id=str(bot_id),
-        name=name,
-        status=status,
-        performance=_decimals(performance),
-        **_decimals(extra),
-    )
+def bot_status(**fields: Any) -> dict:
+    performance = BotPerformance(**_money(fields["performance"], "total_pnl", "win_rate"))
+    return BotStatus(**{**fields, "bot_id": str(fields["bot_id"]), "performance": performance}).as_message()
 
 
-def portfolio(
-    *,
-    total_value: Decimal | str,
-    positions: list[dict],
-    timestamp: str | None = None,
-    **extra: Any,
-) -> dict:
-    return _frame(
-        "portfolio",
-        timestamp,
-        total_value=decimal_str(total_value),
-        positions=[_decimals(p) for p in positions],
-        **_decimals(extra),
-    )
-
-
-def _decimals(fields: dict) -> dict:
-    """Decimals inside a trading payload become strings (floats are refused); everything else is kept."""
-    return {k: decimal_str(v) if isinstance(v, Decimal | float) else v for k, v in fields.items()}
+def portfolio(**fields: Any) -> dict:
+    position_amounts = ("quantity", "average_price", "market_price", "market_value", "unrealized_pnl", "realized_pnl")
+    positions = [PortfolioPosition(**_money(p, *position_amounts)) for p in fields["positions"]]
+    totals = _money(fields, "total_value", "cash", "unrealized_pnl", "realized_pnl")
+    return Portfolio(**{**totals, "positions": positions}).as_message()
 
 
 # --- messages between our processes (channel-layer events) -------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -88,7 +88,6 @@ class Config:
     ws_rate_limit_burst: int
     ws_max_items_per_request: int
     ws_max_subscriptions_per_connection: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:

@@ -25,6 +25,7 @@ from typing import IO
 import orjson
 import websockets
 
+from tests.schema import check_frame
 from tests.support import TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,7 +207,10 @@ class Client:
         await self.ws.send(message if isinstance(message, str) else json.dumps(message))
 
     async def recv(self, timeout: float = TIMEOUT) -> dict:
-        return orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        """The next message, checked against the wire contract (tests/schema.py)."""
+        message = orjson.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        check_frame(message)
+        return message
 
     async def recv_until(self, predicate, timeout: float = TIMEOUT, skip_heartbeats: bool = True) -> dict:
         """The first message matching `predicate`; others (and heartbeats) are passed over."""

@@ -2,51 +2,25 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from marketdata import latest
 from realtime import protocol
+from tests import messages
 from tests.integration.harness import Client
 from tests.support import access_token
 
-_seq = itertools.count(1)
-
 
 def ticker(symbol: str, price: str = "50000.00") -> dict:
-    """A ticker marked with a `seq` of its own, so tests find it among a live worker's tickers."""
-    return protocol.ticker(
-        seq=next(_seq),
-        symbol=symbol,
-        price=price,
-        price_change="-12.50",
-        price_change_percent="-0.025",
-        high_price="51000.10",
-        low_price="48500.00",
-        volume="1250.75000000",
-        timestamp=protocol.iso_from_millis(1_700_000_000_000 + next(_seq)),
-    )
+    return messages.ticker(symbol, price, price_change="-12.50", price_change_percent="-0.025")
 
 
 def trade(symbol: str, price: str = "50000.01", side: str = "sell") -> dict:
-    return protocol.trade(
-        symbol=symbol,
-        price=price,
-        quantity="0.00100000",
-        side=side,
-        trade_id=next(_seq),
-        timestamp=protocol.iso_from_millis(1_700_000_000_000),
-    )
+    return messages.trade(symbol, price, side, quantity="0.00100000")
 
 
 def book(symbol: str, bid: str = "49999.99") -> dict:
-    return protocol.orderbook(
-        symbol=symbol,
-        bids=[[bid, "1.5"], ["49990.00", "2.1"]],
-        asks=[["50000.01", "1.2"], ["50010.00", "0.8"]],
-        timestamp=protocol.iso_from_millis(1_700_000_000_000 + next(_seq)),
-    )
+    return messages.orderbook(symbol, bid)
 
 
 async def market(gateway) -> Client:

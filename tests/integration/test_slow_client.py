@@ -15,7 +15,7 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
-from realtime import protocol
+from tests import messages
 from tests.integration.harness import Client
 from tests.support import TIMEOUT, access_token
 
@@ -58,18 +58,8 @@ async def publish_alerts(publish, user: int, count: int) -> None:
 
 
 def ticker(seq: int) -> dict:
-    return protocol.ticker(
-        symbol="BTCUSDT",
-        price=f"{50000 + seq}.00",
-        price_change="1.00",
-        price_change_percent="0.01",
-        high_price="60000.00",
-        low_price="40000.00",
-        volume="1.0",
-        timestamp=protocol.now_iso(),
-        seq=seq,
-        pad=PAD,
-    )
+    """A ~2 KB ticker (its volume padded with zeros, still a valid amount) numbered by `seq`."""
+    return messages.ticker(price=f"{50000 + seq}.00", volume="1." + "0" * len(PAD), seq=seq)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from realtime import publish
+from tests import messages
 from tests.integration.harness import Client, ahttp_json
 from tests.support import TIMEOUT, access_token, forged_token, refresh_token
 
@@ -35,15 +36,7 @@ async def expect_refusal(url: str, code: int, **kwargs) -> dict:
 
 
 def order_update_for(order_id: int) -> dict:
-    return dict(
-        order_id=order_id,
-        symbol="BTCUSDT",
-        side="buy",
-        status="filled",
-        filled_quantity="0.5",
-        remaining_quantity="0",
-        average_price="50000.00",
-    )
+    return messages.order_update_fields(order_id=order_id)
 
 
 # --- authentication -------------------------------------------------------------------------------
@@ -201,7 +194,7 @@ async def test_a_user_receives_only_its_own_trading_events(gateway, second_gatew
         await sync_to_async(publish.publish_order_update)(alice, **order_update_for(333))
         nxt = await a.recv_until(lambda m: m["type"] == "order_update")
         assert nxt["order_id"] == "333"
-    assert got_a["filled_quantity"] == "0.5" and got_a["average_price"] == "50000.00"
+    assert got_a["filled_quantity"] == "0.5" and got_a["average_price"] == "50000"
 
 
 # --- limits ---------------------------------------------------------------------------------------

@@ -12,13 +12,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from marketdata import latest, normalize, status
-from marketdata.listeners import register_listener, unregister_listener
 from marketdata.models import Symbol
-from marketdata.stream import WorkerOptions, load_enabled_symbols, run_worker
+from marketdata.stream import WorkerOptions, load_enabled_symbols
 from realtime import groups, protocol
 from tests.marketdata.exchange import running_simulator
 from tests.marketdata.worker import (
-    QUICK,
     Collector,
     GroupSpy,
     running_worker,
@@ -335,30 +333,6 @@ async def test_a_failing_listener_is_logged_and_keeps_receiving(simulator, caplo
 
     assert "market listener" in caplog.text
     assert "listener bug" in caplog.text
-
-
-async def test_run_worker_includes_registered_listeners_once(simulator):
-    collector = Collector()
-    register_listener(collector)
-    stop = asyncio.Event()
-    options = WorkerOptions(
-        ws_url=simulator.ws_url,
-        rest_url=simulator.rest_url,
-        source="simulator",
-        symbols_loader=static_symbols("BTCUSDT"),
-        retry=QUICK.retry,
-    )
-    try:
-        task = asyncio.create_task(run_worker(stop, listeners=[collector], options=options))
-        await simulator.wait_until(subscribed("BTCUSDT"), TIMEOUT)
-        sent = simulator.print_trade("BTCUSDT", "50000.00", "0.3")
-        await collector.wait_for(trade_with_id(sent["t"]))
-        stop.set()
-        await asyncio.wait_for(task, TIMEOUT)
-    finally:
-        unregister_listener(collector)
-
-    assert sum(trade_with_id(sent["t"])(m) for m in collector.messages) == 1  # registered and passed: called once
 
 
 # --- status and stopping ------------------------------------------------------------------------------

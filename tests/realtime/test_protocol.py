@@ -22,9 +22,10 @@ from realtime.protocol import (
     SymbolRequest,
     parse,
 )
+from tests import messages
 
 ISO_UTC_MILLIS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-EXCHANGE_TIME = "2023-12-01T12:00:00.000Z"
+EXCHANGE_TIME = messages.EXCHANGE_TIME
 
 TRADING_LIST_TYPES = ("subscribe", "unsubscribe", "subscribe_symbol", "unsubscribe_symbol")
 MARKET_LIST_TYPES = (
@@ -54,71 +55,15 @@ def refused(raw, endpoint: Endpoint = Endpoint.TRADING, **kwargs) -> ProtocolErr
 
 
 def ticker_message(symbol: str = "BTCUSDT", price: str = "50000.00") -> dict:
-    return protocol.ticker(
-        symbol=symbol,
-        price=price,
-        price_change="1250.00",
-        price_change_percent="2.56",
-        high_price="51000.00",
-        low_price="48500.00",
-        volume="1250.75",
-        timestamp=EXCHANGE_TIME,
-    )
+    return messages.ticker(symbol, price, seq=None)
 
 
-def trade_message(symbol: str = "BTCUSDT", side: str = "buy") -> dict:
-    return protocol.trade(symbol=symbol, price="50000.00", quantity="0.1", side=side, timestamp=EXCHANGE_TIME)
-
-
-def orderbook_message(symbol: str = "BTCUSDT") -> dict:
-    return protocol.orderbook(
-        symbol=symbol,
-        bids=[["49950.00", "1.5"], ["49940.00", "2.1"]],
-        asks=[["50050.00", "1.2"], ["50060.00", "0.8"]],
-        timestamp=EXCHANGE_TIME,
-    )
-
-
-def order_update_message(**overrides) -> dict:
-    fields = {
-        "order_id": 123456,
-        "symbol": "BTCUSDT",
-        "side": "buy",
-        "status": "filled",
-        "filled_quantity": Decimal("0.50"),
-        "remaining_quantity": Decimal("0"),
-        "average_price": Decimal("50000.00"),
-    }
-    return protocol.order_update(**{**fields, **overrides})
-
-
-def risk_alert_message(**overrides) -> dict:
-    fields = {
-        "alert_type": "position_limit_exceeded",
-        "severity": "high",
-        "message": "Position limit exceeded for BTCUSDT",
-        "limit_value": Decimal("10000.00"),
-        "current_value": Decimal("12000.000"),
-    }
-    return protocol.risk_alert(**{**fields, **overrides})
-
-
-def bot_status_message(**overrides) -> dict:
-    fields = {
-        "bot_id": 7,
-        "name": "DCA Bot",
-        "status": "running",
-        "performance": {"total_pnl": Decimal("250.50"), "win_rate": Decimal("65.50"), "trades_today": 15},
-    }
-    return protocol.bot_status(**{**fields, **overrides})
-
-
-def portfolio_message(**overrides) -> dict:
-    fields = {
-        "total_value": Decimal("12500.1000"),
-        "positions": [{"symbol": "BTCUSDT", "quantity": Decimal("0.250"), "value": Decimal("12500.10")}],
-    }
-    return protocol.portfolio(**{**fields, **overrides})
+trade_message = messages.trade
+orderbook_message = messages.orderbook
+order_update_message = messages.order_update
+risk_alert_message = messages.risk_alert
+bot_status_message = messages.bot_status
+portfolio_message = messages.portfolio
 
 
 def symbol_request(kind: str, *symbols: str, endpoint: Endpoint) -> SymbolRequest:
@@ -342,8 +287,8 @@ def test_an_unknown_channel_is_named_and_the_whole_request_is_refused():
     assert error.code == Code.INVALID_MESSAGE
     assert "balances" in error.message
     assert "Orders" in error.message
-    assert error.details["invalid"] == ["balances", "Orders"]
-    assert "orders" not in error.details["invalid"]  # the good one is not blamed, and not half-applied
+    assert error.invalid == ["balances", "Orders"]
+    assert "orders" not in error.invalid  # the good one is not blamed, and not half-applied
 
 
 def test_the_unknown_channel_error_lists_the_available_channels():
@@ -361,8 +306,8 @@ def test_a_malformed_symbol_is_named_and_the_whole_request_is_refused(bad):
     error = refused(frame("subscribe_ticker", symbols=["BTCUSDT", bad]), Endpoint.MARKET)
 
     assert error.code == Code.INVALID_MESSAGE
-    assert error.details["invalid"] == [bad.strip().upper()]
-    assert "BTCUSDT" not in error.details["invalid"]
+    assert error.invalid == [bad.strip().upper()]
+    assert "BTCUSDT" not in error.invalid
 
 
 def test_too_many_items_are_refused_with_the_limit_in_the_message():
@@ -388,7 +333,7 @@ def test_unknown_symbols_error_names_every_symbol():
     assert error.code == Code.INVALID_MESSAGE
     assert "DOGEUSDT" in error.message
     assert "PEPEUSDT" in error.message
-    assert error.details == {"invalid": ["DOGEUSDT", "PEPEUSDT"]}
+    assert error.invalid == ["DOGEUSDT", "PEPEUSDT"]
 
 
 # --- acknowledgements ---------------------------------------------------------------------------
@@ -457,7 +402,6 @@ def every_server_frame() -> dict[str, dict]:
     return {
         "pong": protocol.pong(),
         "heartbeat": protocol.heartbeat(),
-        "connected": protocol.connected(Endpoint.MARKET),
         "error": protocol.error(Code.INVALID_MESSAGE, "bad"),
         "channels_ack": protocol.channels_ack(True, ["orders"]),
         "symbols_ack": protocol.symbols_ack(symbol_request("subscribe_ticker", "BTCUSDT", endpoint=Endpoint.MARKET)),
@@ -586,7 +530,10 @@ def test_order_update_has_the_designed_shape_with_decimals_as_strings():
         "order_id": "123456",
         "symbol": "BTCUSDT",
         "side": "buy",
+        "order_type": "limit",
         "status": "filled",
+        "quantity": "0.5",
+        "price": "50000",
         "filled_quantity": "0.5",
         "remaining_quantity": "0",
         "average_price": "50000",
@@ -598,12 +545,27 @@ def test_order_update_keeps_a_missing_average_price_as_null():
     assert order_update_message(status="new", average_price=None)["average_price"] is None
 
 
-def test_order_update_turns_decimal_extras_into_strings_and_keeps_the_rest():
-    message = order_update_message(price=Decimal("49000.50"), quantity=Decimal("1.000"), client_tag="dca")
+def test_order_update_turns_its_amounts_into_strings():
+    message = order_update_message(price=Decimal("49000.50"), quantity=Decimal("1.000"), fee=Decimal("0.0500"))
 
     assert message["price"] == "49000.5"
     assert message["quantity"] == "1"
-    assert message["client_tag"] == "dca"
+    assert message["fee"] == "0.05"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: order_update_message(client_tag="dca"),
+        lambda: risk_alert_message(notional=Decimal("1.50")),
+        lambda: bot_status_message(performance={"total_pnl": "1", "win_rate": "0", "trades_today": 0, "x": 1}),
+        lambda: protocol.ticker(symbol="BTCUSDT", price="1", extra="no"),
+    ],
+    ids=["order_update", "risk_alert", "bot_performance", "ticker"],
+)
+def test_a_field_outside_the_contract_is_refused(build):
+    with pytest.raises(TypeError):
+        build()
 
 
 def test_an_extra_named_type_never_replaces_the_frame_type():
@@ -624,8 +586,9 @@ def test_risk_alert_turns_decimals_into_strings():
     assert message["current_value"] == "12000"
 
 
-def test_risk_alert_turns_decimal_extras_into_strings():
-    assert risk_alert_message(symbol="BTCUSDT", notional=Decimal("1.50"))["notional"] == "1.5"
+def test_risk_alert_names_its_symbol_when_given():
+    assert risk_alert_message(symbol="BTCUSDT")["symbol"] == "BTCUSDT"
+    assert "symbol" not in risk_alert_message()
 
 
 def test_bot_status_turns_decimal_performance_into_strings_and_keeps_counts():
@@ -641,7 +604,17 @@ def test_portfolio_turns_total_and_position_decimals_into_strings():
 
     assert message["type"] == "portfolio"
     assert message["total_value"] == "12500.1"
-    assert message["positions"] == [{"symbol": "BTCUSDT", "quantity": "0.25", "value": "12500.1"}]
+    assert message["positions"] == [
+        {
+            "symbol": "BTCUSDT",
+            "quantity": "0.25",
+            "average_price": "48000",
+            "market_price": "50000.4",
+            "market_value": "12500.1",
+            "unrealized_pnl": "500.1",
+            "realized_pnl": "0",
+        }
+    ]
 
 
 def test_portfolio_with_no_positions_is_an_empty_list():
@@ -833,11 +806,3 @@ def test_protocol_error_defaults_to_invalid_message():
 )
 def test_error_codes_match_the_contract(name, value):
     assert getattr(Code, name) == value
-
-
-def test_connected_frame_names_the_endpoint_as_a_string():
-    message = protocol.connected(Endpoint.TRADING, user_id=1)
-
-    assert message["type"] == "connection_established"
-    assert message["endpoint"] == "trading"
-    assert type(message["endpoint"]) is str
