@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import random
-from pathlib import Path
 
 import orjson
 import pytest
@@ -14,28 +12,7 @@ from marketdata.exceptions import NormalizeError
 from marketdata.simulated_market import SimulatedMarket
 from tests.marketdata.builders import DEPTH_UPDATE_SAMPLE, TICKER_SAMPLE, TRADE_SAMPLE, raw, sample
 
-MARKETDATA = Path(__file__).resolve().parents[2] / "marketdata"
 TICKER_PRICE_FIELDS = ("price", "price_change", "price_change_percent", "high_price", "low_price", "volume")
-
-
-def modules() -> list[Path]:
-    return sorted(p for p in MARKETDATA.rglob("*.py") if "migrations" not in p.parts)
-
-
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(MARKETDATA)))
-def test_no_marketdata_module_converts_to_float_or_builds_a_decimal_from_one(path):
-    tree = ast.parse(path.read_text(), filename=str(path))
-    offences = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-            continue
-        if node.func.id == "float":
-            offences.append(f"float() at line {node.lineno}")
-        float_argument = any(isinstance(a, ast.Constant) and isinstance(a.value, float) for a in node.args)
-        if node.func.id == "Decimal" and float_argument:
-            offences.append(f"Decimal(<float>) at line {node.lineno}")
-
-    assert not offences, f"{path.name}: {offences}"
 
 
 @pytest.mark.parametrize(
