@@ -50,6 +50,8 @@ STREAM_OF_MESSAGE_TYPE = {kind: stream for stream, kind in MESSAGE_TYPE_OF_STREA
 # Streams that carry state (the newest replaces the older): conflated under pressure, and sent as a
 # snapshot to a new subscriber. Trades are events and are neither.
 STATE_STREAMS = frozenset({Stream.TICKER, Stream.ORDERBOOK})
+# Streams a client may resume with `since` (kept in a bounded history); state streams get a snapshot.
+RESUMABLE_STREAMS = frozenset({Stream.TRADES})
 
 
 TRADING_CHANNELS = ("orders", "risk_alerts", "bot_status", "portfolio")
@@ -75,7 +77,7 @@ _LIST_REQUESTS: dict[str, tuple[frozenset[Endpoint], str, Stream | None, bool]] 
 def request_types(endpoint: Endpoint) -> tuple[str, ...]:
     """The request types an endpoint accepts, for error messages and docs."""
     listed = [name for name, (endpoints, *_rest) in _LIST_REQUESTS.items() if endpoint in endpoints]
-    return (*listed, "ping")
+    return (*listed, *(("refresh",) if endpoint is Endpoint.TRADING else ()), "ping")
 
 
 class ProtocolError(Exception):
@@ -94,25 +96,43 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Since:
+    """Where a client left a history: resume after `seq` if the history still has `epoch` and it."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True)
 class ChannelRequest:
-    """subscribe / unsubscribe on /ws/trading: per-user channels."""
+    """subscribe / unsubscribe on /ws/trading: per-user channels; `since` resumes some of them."""
 
     type: str
     subscribe: bool
     channels: tuple[str, ...]
+    since: dict[str, Since] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SymbolRequest:
-    """subscribe_symbol and the market subscribe_* / unsubscribe_* requests."""
+    """subscribe_symbol and the market subscribe_* / unsubscribe_* requests; `since` for trades."""
 
     type: str
     subscribe: bool
     stream: Stream
     symbols: tuple[str, ...]
+    since: dict[str, Since] = dataclasses.field(default_factory=dict)
 
 
-Request = Ping | ChannelRequest | SymbolRequest
+@dataclass(frozen=True)
+class Refresh:
+    """Replace the connection's access token without reconnecting (/ws/trading)."""
+
+    token: str
+    type: str = "refresh"
+
+
+Request = Ping | ChannelRequest | SymbolRequest | Refresh
 
 
 def parse(raw: str | bytes | None, endpoint: Endpoint, max_items: int = 50) -> Request:
@@ -130,6 +150,8 @@ def parse(raw: str | bytes | None, endpoint: Endpoint, max_items: int = 50) -> R
         raise ProtocolError("Field 'type' is required and must be a string")
     if kind == "ping":
         return Ping()
+    if kind == "refresh" and endpoint is Endpoint.TRADING:
+        return Refresh(token=_token(data.get("token")))
     spec = _LIST_REQUESTS.get(kind)
     if spec is None or endpoint not in spec[0]:
         allowed = ", ".join(request_types(endpoint))
@@ -137,8 +159,39 @@ def parse(raw: str | bytes | None, endpoint: Endpoint, max_items: int = 50) -> R
     _endpoints, field_name, stream, subscribe = spec
     items = _string_list(data.get(field_name), field_name, max_items)
     if stream is None:
-        return ChannelRequest(type=kind, subscribe=subscribe, channels=_known_channels(items))
-    return SymbolRequest(type=kind, subscribe=subscribe, stream=stream, symbols=_symbols(items))
+        channels = _known_channels(items)
+        since = _since(data.get("since"), channels, subscribe, resumable=True)
+        return ChannelRequest(type=kind, subscribe=subscribe, channels=channels, since=since)
+    symbols = _symbols(items)
+    since = _since(data.get("since"), symbols, subscribe, resumable=stream in RESUMABLE_STREAMS)
+    return SymbolRequest(type=kind, subscribe=subscribe, stream=stream, symbols=symbols, since=since)
+
+
+def _token(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ProtocolError("Field 'token' must be a non-empty string: a fresh access token")
+    return value.strip()
+
+
+def _since(value: Any, names: tuple[str, ...], subscribe: bool, *, resumable: bool) -> dict[str, Since]:
+    """`since`: {name: {"epoch": str, "seq": int >= 0}} for names of this same request."""
+    if value is None:
+        return {}
+    if not subscribe or not resumable:
+        raise ProtocolError("Field 'since' is accepted only when subscribing to channels or trades")
+    if not isinstance(value, dict):
+        raise ProtocolError('Field \'since\' must be an object: {name: {"epoch": string, "seq": integer}}')
+    strangers = [name for name in value if name not in names]
+    if strangers:
+        raise ProtocolError(f"Field 'since' names what this request does not subscribe: {', '.join(strangers)}")
+    positions = {}
+    for name, position in value.items():
+        epoch = position.get("epoch") if isinstance(position, dict) else None
+        seq = position.get("seq") if isinstance(position, dict) else None
+        if not isinstance(epoch, str) or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ProtocolError(f'since.{name} must be {{"epoch": string, "seq": integer >= 0}}')
+        positions[name] = Since(epoch=epoch, seq=seq)
+    return positions
 
 
 def _string_list(value: Any, field_name: str, max_items: int) -> tuple[str, ...]:
@@ -445,16 +498,35 @@ def heartbeat() -> dict:
     return Heartbeat().as_message()
 
 
-def channels_ack(subscribe: bool, channels: tuple[str, ...] | list[str]) -> dict:
-    frame = Subscribed if subscribe else Unsubscribed
-    return frame(channels=list(channels)).as_message()
+def channels_ack(
+    subscribe: bool,
+    channels: tuple[str, ...] | list[str],
+    positions: dict[str, Position] | None = None,
+    recovered: dict[str, bool] | None = None,
+) -> dict:
+    if not subscribe:
+        return Unsubscribed(channels=list(channels)).as_message()
+    return Subscribed(channels=list(channels), positions=positions, recovered=recovered).as_message()
 
 
-def symbols_ack(request: SymbolRequest) -> dict:
+def symbols_ack(
+    request: SymbolRequest,
+    positions: dict[str, Position] | None = None,
+    recovered: dict[str, bool] | None = None,
+) -> dict:
     """subscribe_symbol is acked without a stream (as the contract says); market requests name it."""
-    frame = Subscribed if request.subscribe else Unsubscribed
     stream = None if request.type.endswith("_symbol") else str(request.stream)
-    return frame(stream=stream, symbols=list(request.symbols)).as_message()
+    if not request.subscribe:
+        return Unsubscribed(stream=stream, symbols=list(request.symbols)).as_message()
+    return Subscribed(
+        stream=stream, symbols=list(request.symbols), positions=positions, recovered=recovered
+    ).as_message()
+
+
+def refreshed(expires_at: float | None) -> dict:
+    """The connection now runs on the new token, which expires at `expires_at` (seconds since the epoch)."""
+    moment = datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None
+    return Refreshed(expires_at=iso_timestamp(moment) if moment else "never").as_message()
 
 
 def ticker(**fields: Any) -> dict:

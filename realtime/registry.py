@@ -27,6 +27,15 @@ class Connection:
     endpoint: str
     user_id: int | None
     subscriptions: int = 0
+    address: str | None = None  # the client's address (realtime.addresses), for the per-address limit
+
+
+@dataclass(frozen=True)
+class Limits:
+    """At most this many connections per user and per client address (None: no limit)."""
+
+    per_user: int | None = None
+    per_address: int | None = None
 
 
 @dataclass
@@ -48,19 +57,27 @@ def _status_of(connections: list[Connection]) -> Status:
     return status
 
 
+def _of(conn: Connection, limit: str):
+    return conn.user_id if limit == "user" else conn.address
+
+
 class MemoryRegistry:
     """One process's connections (embedded mode)."""
 
     def __init__(self) -> None:
         self._connections: dict[str, Connection] = {}
 
-    async def acquire(self, conn: Connection, limit: int | None) -> bool:
-        if conn.user_id is not None and limit is not None:
-            mine = sum(1 for c in self._connections.values() if c.user_id == conn.user_id)
-            if mine >= limit:
-                return False
+    async def acquire(self, conn: Connection, limits: Limits) -> str | None:
+        """None when the connection took a place, else which limit refused it: "user" or "address"."""
+        live = list(self._connections.values())
+        for refused_by, mine, limit in (
+            ("user", conn.user_id, limits.per_user),
+            ("address", conn.address, limits.per_address),
+        ):
+            if mine is not None and limit is not None and sum(1 for c in live if _of(c, refused_by) == mine) >= limit:
+                return refused_by
         self._connections[conn.conn_id] = conn
-        return True
+        return None
 
     async def release(self, conn_id: str) -> None:
         self._connections.pop(conn_id, None)
@@ -73,21 +90,30 @@ class MemoryRegistry:
         return _status_of(list(self._connections.values()))
 
 
-# Atomically: forget this user's expired entries, count the live ones, and take a place if free.
+# Atomically: forget the user's and the address's expired entries, count the live ones, and take a
+# place in both if each has one free. Returns 0 (taken), 1 (the user is full) or 2 (the address is).
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 local expires = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
+local user_limit = tonumber(ARGV[3])
+local address_limit = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if limit >= 0 and redis.call('ZCARD', KEYS[1]) >= limit then
-  return 0
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if user_limit >= 0 and redis.call('ZCARD', KEYS[1]) >= user_limit then
+  return 1
 end
-redis.call('ZADD', KEYS[1], expires, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], math.ceil(expires - now))
+if address_limit >= 0 and redis.call('ZCARD', KEYS[4]) >= address_limit then
+  return 2
+end
+for _, key in ipairs({KEYS[1], KEYS[4]}) do
+  redis.call('ZADD', key, expires, ARGV[4])
+  redis.call('PEXPIRE', key, math.ceil(expires - now))
+end
 redis.call('ZADD', KEYS[2], expires, ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
-return 1
+return 0
 """
+_REFUSED_BY = {1: "user", 2: "address"}
 
 # Atomically: drop every expired connection from the global index and its info hash.
 _SWEEP = """
@@ -116,6 +142,9 @@ class RedisRegistry:
     def _user_key(self, conn: Connection) -> str:
         return self._key("user", "anonymous" if conn.user_id is None else conn.user_id)
 
+    def _address_key(self, conn: Connection) -> str:
+        return self._key("address", conn.address or "unknown")
+
     def _redis(self):
         import redis.asyncio as aioredis
 
@@ -125,24 +154,28 @@ class RedisRegistry:
             self._clients[loop_id] = aioredis.Redis.from_url(self._url, decode_responses=True)
         return self._clients[loop_id]
 
-    async def acquire(self, conn: Connection, limit: int | None) -> bool:
+    async def acquire(self, conn: Connection, limits: Limits) -> str | None:
+        """None when the connection took a place, else which limit refused it: "user" or "address"."""
         now = time.time() * 1000
-        ok = await self._redis().eval(
+        refused = await self._redis().eval(
             _ACQUIRE,
-            3,
+            4,
             self._user_key(conn),
             self._key("connections"),
             self._key("info"),
+            self._address_key(conn),
             now,
             now + ENTRY_TTL * 1000,
-            -1 if limit is None or conn.user_id is None else limit,
+            -1 if limits.per_user is None or conn.user_id is None else limits.per_user,
             conn.conn_id,
             self._info(conn),
+            -1 if limits.per_address is None or conn.address is None else limits.per_address,
         )
-        if ok:
-            self._local[conn.conn_id] = conn
-            self._ensure_refresher()
-        return bool(ok)
+        if refused:
+            return _REFUSED_BY[int(refused)]
+        self._local[conn.conn_id] = conn
+        self._ensure_refresher()
+        return None
 
     async def release(self, conn_id: str) -> None:
         conn = self._local.pop(conn_id, None)
@@ -151,6 +184,7 @@ class RedisRegistry:
         redis = self._redis()
         async with redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self._user_key(conn), conn_id)
+            pipe.zrem(self._address_key(conn), conn_id)
             pipe.zrem(self._key("connections"), conn_id)
             pipe.hdel(self._key("info"), conn_id)
             await pipe.execute()
@@ -176,8 +210,9 @@ class RedisRegistry:
         expires = time.time() * 1000 + ENTRY_TTL * 1000
         async with self._redis().pipeline(transaction=False) as pipe:
             for conn in self._local.values():
-                pipe.zadd(self._user_key(conn), {conn.conn_id: expires})
-                pipe.pexpire(self._user_key(conn), int(ENTRY_TTL * 1000))
+                for key in (self._user_key(conn), self._address_key(conn)):
+                    pipe.zadd(key, {conn.conn_id: expires})
+                    pipe.pexpire(key, int(ENTRY_TTL * 1000))
                 pipe.zadd(self._key("connections"), {conn.conn_id: expires})
                 pipe.hset(self._key("info"), conn.conn_id, self._info(conn))
             await pipe.execute()

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from realtime import flow, metrics, protocol
 from realtime.outbox import Kind, Outbox, SlowConsumer
-from realtime.protocol import ChannelRequest, Code, Endpoint, Ping, ProtocolError, Stream, SymbolRequest
+from realtime.protocol import ChannelRequest, Code, Endpoint, Ping, ProtocolError, Refresh, Stream, SymbolRequest
 from realtime.ratelimit import FloodGuard, Verdict, flood_guard
 
 # --- what a connection can subscribe to ----------------------------------------------------------
@@ -69,6 +69,44 @@ class FetchSnapshots:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadPositions:
+    """Read where each subscription's history stands (and what followed the client's `since`), then
+    answer with `Session.positions_loaded`: the ack carries the positions."""
+
+    subs: tuple[Sub, ...]
+    request: ChannelRequest | SymbolRequest
+    then_snapshot: tuple[Sub, ...]  # new state subscriptions without a history
+
+
+@dataclass(frozen=True, slots=True)
+class FillGap:
+    """Events after `after` up to `up_to` (inclusive) did not arrive in order: read them from the
+    history and hand them to `Session.gap_filled` before anything else of that subscription."""
+
+    sub: Sub
+    after: int
+    up_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckToken:
+    """Validate a refreshed access token; answer with `Session.token_checked`."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Where one subscription's history stands; `missed` are the events after the client's `since`
+    (None when the client gave none, or when the history cannot serve it)."""
+
+    sub: Sub
+    epoch: str
+    seq: int
+    missed: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionsChanged:
     count: int  # for the registry behind /ws/status
 
@@ -84,7 +122,9 @@ class Close:
     reason: str
 
 
-Action = Send | Join | Leave | FetchSnapshots | SubscriptionsChanged | Drain | Close
+Action = (
+    Send | Join | Leave | FetchSnapshots | LoadPositions | FillGap | CheckToken | SubscriptionsChanged | Drain | Close
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +163,8 @@ class Session:
     closed: bool = False
     outbox: Outbox = field(init=False)
     flood: FloodGuard = field(init=False)
+    batch: bool = False  # ?batch=1: queued messages may go out as one JSON array frame
+    delivered: dict[Sub, int] = field(default_factory=dict)  # the last seq sent, per history-backed sub
     last_sent: float = field(init=False)
     draining: bool = field(default=False, init=False)
 
@@ -163,18 +205,23 @@ class Session:
     def _channels(self, request: ChannelRequest, enabled_symbols: frozenset[str]) -> list[Action]:
         if self.endpoint is not Endpoint.TRADING or self.user_id is None:
             raise ProtocolError(f"Unknown message type {request.type!r} on this endpoint")
-        wanted = [UserSub(channel) for channel in request.channels]
-        return self._change(request.subscribe, wanted, protocol.channels_ack(request.subscribe, request.channels))
+        return self._change(request, [UserSub(channel) for channel in request.channels])
 
     def _symbols(self, request: SymbolRequest, enabled_symbols: frozenset[str]) -> list[Action]:
         unknown = [symbol for symbol in request.symbols if symbol not in enabled_symbols]
         if unknown:
             raise protocol.unknown_symbols_error(unknown)
-        wanted = [MarketSub(request.stream, symbol) for symbol in request.symbols]
-        return self._change(request.subscribe, wanted, protocol.symbols_ack(request))
+        return self._change(request, [MarketSub(request.stream, symbol) for symbol in request.symbols])
 
-    def _change(self, subscribe: bool, wanted: list[Sub], ack: dict) -> list[Action]:
-        """Join (or leave) the groups, ack, then snapshot what is new: subscribe, then snapshot."""
+    def _refresh(self, request: Refresh, enabled_symbols: frozenset[str]) -> list[Action]:
+        if self.user_id is None:
+            raise ProtocolError(f"Unknown message type {request.type!r} on this endpoint")
+        return [CheckToken(request.token)]
+
+    def _change(self, request: ChannelRequest | SymbolRequest, wanted: list[Sub]) -> list[Action]:
+        """Join (or leave) the groups, then ack with each history's position, then replay what the
+        client missed or send the current state: subscribe, then snapshot, so nothing falls between."""
+        subscribe = request.subscribe
         if subscribe:
             new = [sub for sub in wanted if sub not in self.subscriptions]
             cap = self.limits.max_subscriptions
@@ -188,14 +235,66 @@ class Session:
             changes = [Leave(sub) for sub in gone]
             self.subscriptions.difference_update(gone)
             _count_subscriptions(gone, -1)
-        actions = [*changes, SubscriptionsChanged(len(self.subscriptions)), *self.reply(ack)]
+            for sub in gone:
+                self.delivered.pop(sub, None)
+        actions = [*changes, SubscriptionsChanged(len(self.subscriptions))]
+        if not subscribe:
+            return [*actions, *self.reply(_ack(request))]
         # A repeat subscribe re-sends nothing: the connection already holds that state.
-        stateful = tuple(sub for sub in new if _has_snapshot(sub)) if subscribe else ()
-        if stateful:
-            actions.append(FetchSnapshots(stateful))
+        with_history = tuple(sub for sub in new if _has_history(sub))
+        stateful = tuple(sub for sub in new if _has_snapshot(sub) and not _has_history(sub))
+        if with_history:
+            return [*actions, LoadPositions(with_history, request, stateful)]
+        actions += self.reply(_ack(request))
+        return [*actions, FetchSnapshots(stateful)] if stateful else actions
+
+    def positions_loaded(self, action: LoadPositions, loaded: list[Loaded], backlog: int = 0) -> list[Action]:
+        """The ack with every position, then the missed events of recovered subscriptions (in order,
+        once), then a snapshot for those that could not be recovered."""
+        positions: dict[str, protocol.Position] = {}
+        recovered: dict[str, bool] = {}
+        missed: list[str] = []
+        snapshot = list(action.then_snapshot)
+        for item in loaded:
+            name = _name(item.sub)
+            self.delivered[item.sub] = item.seq
+            positions[name] = protocol.Position(epoch=item.epoch, seq=item.seq)
+            if name in action.request.since:
+                recovered[name] = item.missed is not None
+                missed += item.missed or []
+            if item.missed is None and _has_snapshot(item.sub):
+                snapshot.append(item.sub)
+        actions = self.reply(_ack(action.request, positions, recovered or None), backlog)
+        for text in missed:
+            actions += self.deliver(text, Kind.RELIABLE, None, "recovered", backlog)
+        return [*actions, FetchSnapshots(tuple(snapshot))] if snapshot else actions
+
+    def token_checked(self, user_id: object, expires_at: float | None, why: str) -> list[Action]:
+        """A refreshed token replaces the connection's only if it is a valid access token of this user."""
+        if user_id is None:
+            return self.error(ProtocolError(f"Refresh refused: {why}; the current token stays", Code.AUTH_FAILED))
+        if str(user_id) != str(self.user_id):
+            text = "Refresh refused: the token belongs to another user; the current token stays"
+            return self.error(ProtocolError(text, Code.AUTH_FAILED))
+        self.expires_at = expires_at
+        return self.reply(protocol.refreshed(expires_at))
+
+    def gap_filled(self, action: FillGap, texts: list[str], backlog: int = 0) -> list[Action]:
+        """The events of a gap, read back from the history; a history that lost them sends the state."""
+        if action.sub not in self.subscriptions:
+            return []
+        self.delivered[action.sub] = action.up_to
+        actions = [a for text in texts for a in self.deliver(text, Kind.RELIABLE, None, "gap", backlog)]
+        if len(texts) < action.up_to - action.after and _has_snapshot(action.sub):
+            actions.append(FetchSnapshots((action.sub,)))
         return actions
 
-    _handlers: ClassVar[dict[type, Callable]] = {Ping: _ping, ChannelRequest: _channels, SymbolRequest: _symbols}
+    _handlers: ClassVar[dict[type, Callable]] = {
+        Ping: _ping,
+        ChannelRequest: _channels,
+        SymbolRequest: _symbols,
+        Refresh: _refresh,
+    }
 
     def internal_error(self) -> list[Action]:
         """The request failed on our side (a database or Redis blip): the client may retry."""
@@ -206,6 +305,14 @@ class Session:
     def event(self, event: dict, backlog: int) -> list[Action]:
         """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
         if event["type"] == protocol.USER_EVENT:
+            sub, seq = UserSub(event.get("channel", "")), event.get("seq")
+            last = self.delivered.get(sub)
+            if last is not None and seq is not None:
+                if seq <= last:
+                    return []  # already sent: replayed, or covered by the snapshot's position
+                if seq > last + 1:
+                    return [FillGap(sub, last, seq)]  # an earlier one is late or was lost
+                self.delivered[sub] = seq
             return self.deliver(event["text"], Kind.RELIABLE, None, event.get("kind", "user"), backlog)
         key = event.get("key")
         kind = Kind.STATE if key else Kind.DROPPABLE
@@ -303,6 +410,25 @@ class Session:
 
 
 DRAIN_POLL_SECONDS = 0.05  # Twisted gives no async signal for "buffer drained"
+
+
+def _name(sub: Sub) -> str:
+    return sub.symbol if isinstance(sub, MarketSub) else sub.channel
+
+
+def _ack(
+    request: ChannelRequest | SymbolRequest,
+    positions: dict[str, protocol.Position] | None = None,
+    recovered: dict[str, bool] | None = None,
+) -> dict:
+    if isinstance(request, ChannelRequest):
+        return protocol.channels_ack(request.subscribe, request.channels, positions, recovered)
+    return protocol.symbols_ack(request, positions, recovered)
+
+
+def _has_history(sub: Sub) -> bool:
+    """Trading channels and market trades are kept in a bounded history: resumable with `since`."""
+    return isinstance(sub, UserSub) or sub.stream in protocol.RESUMABLE_STREAMS
 
 
 def _count_subscriptions(subs: list[Sub], delta: int) -> None:

@@ -81,6 +81,8 @@ class Config:
     orderbook_depth: int
     ws_heartbeat_interval: int
     ws_max_connections_per_user: int
+    ws_max_connections_per_ip: int
+    trusted_proxy_count: int
     ws_message_queue_size: int
     ws_reconnect_timeout: int
     ws_max_message_bytes: int
@@ -122,6 +124,8 @@ def load(env: dict | None = None) -> Config:
         orderbook_depth=_int(env, "ORDERBOOK_DEPTH", 20, minimum=1),
         ws_heartbeat_interval=_int(env, "WS_HEARTBEAT_INTERVAL", 30, minimum=1),
         ws_max_connections_per_user=_int(env, "WS_MAX_CONNECTIONS_PER_USER", 5, minimum=1),
+        ws_max_connections_per_ip=_int(env, "WS_MAX_CONNECTIONS_PER_IP", 100, minimum=1),
+        trusted_proxy_count=_int(env, "TRUSTED_PROXY_COUNT", 0, minimum=0),
         ws_message_queue_size=_int(env, "WS_MESSAGE_QUEUE_SIZE", 100, minimum=1),
         ws_reconnect_timeout=_int(env, "WS_RECONNECT_TIMEOUT", 60, minimum=1),
         ws_max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 65536, minimum=256),

@@ -173,7 +173,7 @@ def test_exactly_max_items_is_accepted():
 
 
 def test_request_types_lists_what_each_endpoint_accepts():
-    assert set(protocol.request_types(Endpoint.TRADING)) == {*TRADING_LIST_TYPES, "ping"}
+    assert set(protocol.request_types(Endpoint.TRADING)) == {*TRADING_LIST_TYPES, "refresh", "ping"}
     assert set(protocol.request_types(Endpoint.MARKET)) == {*MARKET_LIST_TYPES, "ping"}
 
 
@@ -806,3 +806,53 @@ def test_protocol_error_defaults_to_invalid_message():
 )
 def test_error_codes_match_the_contract(name, value):
     assert getattr(Code, name) == value
+
+
+# --- resume positions and token refresh ---------------------------------------------------------
+
+
+def test_subscribe_with_since_carries_each_position():
+    raw = frame("subscribe", channels=["orders", "portfolio"], since={"orders": {"epoch": "e1", "seq": 7}})
+    request = parse(raw, Endpoint.TRADING)
+
+    assert isinstance(request, ChannelRequest)
+    assert request.since == {"orders": protocol.Since(epoch="e1", seq=7)}
+
+
+def test_subscribe_trades_accepts_since_keyed_by_symbol():
+    raw = frame("subscribe_trades", symbols=["BTCUSDT"], since={"BTCUSDT": {"epoch": "w", "seq": 0}})
+    request = parse(raw, Endpoint.MARKET)
+
+    assert request.since == {"BTCUSDT": protocol.Since(epoch="w", seq=0)}
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "since", "endpoint", "why"),
+    [
+        ("subscribe", "channels", {"bot_status": {"epoch": "e", "seq": 1}}, Endpoint.TRADING, "does not subscribe"),
+        ("subscribe", "channels", {"orders": {"epoch": "e", "seq": -1}}, Endpoint.TRADING, "integer >= 0"),
+        ("subscribe", "channels", {"orders": {"epoch": 5, "seq": 1}}, Endpoint.TRADING, "epoch"),
+        ("subscribe", "channels", {"orders": {"epoch": "e", "seq": True}}, Endpoint.TRADING, "integer"),
+        ("subscribe", "channels", ["orders"], Endpoint.TRADING, "must be an object"),
+        ("unsubscribe", "channels", {"orders": {"epoch": "e", "seq": 1}}, Endpoint.TRADING, "only when subscribing"),
+        ("subscribe_ticker", "symbols", {"BTCUSDT": {"epoch": "e", "seq": 1}}, Endpoint.MARKET, "only when"),
+    ],
+)
+def test_a_bad_since_is_refused(kind, field, since, endpoint, why):
+    names = ["orders"] if field == "channels" else ["BTCUSDT"]
+    error = refused(frame(kind, **{field: names, "since": since}), endpoint)
+
+    assert error.code == Code.INVALID_MESSAGE and why in error.message
+
+
+def test_refresh_carries_the_token():
+    assert parse(frame("refresh", token=" abc.def.ghi "), Endpoint.TRADING) == protocol.Refresh(token="abc.def.ghi")
+
+
+@pytest.mark.parametrize("token", [None, "", "   ", 42, ["x"]])
+def test_refresh_without_a_token_string_is_refused(token):
+    assert "token" in refused(frame("refresh", token=token), Endpoint.TRADING).message
+
+
+def test_refresh_is_not_a_market_request():
+    assert "Unknown message type" in refused(frame("refresh", token="x"), Endpoint.MARKET).message
