@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -95,11 +96,13 @@ class _Key:
 
 
 class MemoryHistory:
-    """One process's history. Safe within one event loop (no awaits between read and write)."""
+    """One process's history. Never awaits inside; the lock is for sync callers whose
+    `async_to_sync` runs on a loop of its own in another thread."""
 
     def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.size, self.ttl, self._clock = size, ttl, clock
         self._keys: dict[str, _Key] = {}
+        self._lock = threading.Lock()
 
     def _get(self, key: str, *, create: bool) -> _Key | None:
         now = self._clock()
@@ -115,23 +118,28 @@ class MemoryHistory:
 
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
-        entry = self._get(key, create=True)
-        entry.seq += 1
-        text = with_seq(body, entry.seq)
-        entry.events.append((entry.seq, entry.touched, text))
-        return Appended(entry.epoch, entry.seq, text)
+        with self._lock:
+            entry = self._get(key, create=True)
+            entry.seq += 1
+            text = with_seq(body, entry.seq)
+            entry.events.append((entry.seq, entry.touched, text))
+            return Appended(entry.epoch, entry.seq, text)
 
     async def position(self, key: str) -> Position:
-        entry = self._get(key, create=True)
-        return Position(entry.epoch, entry.seq)
+        with self._lock:
+            entry = self._get(key, create=True)
+            return Position(entry.epoch, entry.seq)
 
     async def since(self, key: str, epoch: str, seq: int) -> list[str] | None:
-        entry = self._get(key, create=False)
-        if entry is None:
-            return None
-        return await self.read_range(key, epoch, seq, entry.seq)
+        with self._lock:
+            entry = self._get(key, create=False)
+            return None if entry is None else self._range(key, epoch, seq, entry.seq)
 
     async def read_range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
+        with self._lock:
+            return self._range(key, epoch, after_seq, up_to_seq)
+
+    def _range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
         entry = self._get(key, create=False)
         if entry is None or not _well_formed(epoch, after_seq):
             return None
@@ -269,7 +277,7 @@ def get_history() -> History:
     return _history
 
 
-def reset_history() -> None:
-    """Forget the store (tests that change settings); the next get_history() builds a new one."""
+def set_history(store: History | None) -> None:
+    """Use this store from now on (a test process publishing onto a stack's Redis); None: from settings."""
     global _history
-    _history = None
+    _history = store
