@@ -35,7 +35,7 @@ def ticker(symbol: str, seq: int, run: str, measured: bool) -> dict:
         volume="12345.678",
         timestamp=protocol.now_iso(),
         run=run,
-        seq=seq,
+        mark=seq,
         m=int(measured),
         sent_ns=time.time_ns(),
     )

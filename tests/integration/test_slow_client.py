@@ -67,7 +67,7 @@ def ticker(seq: int) -> dict:
         low_price="40000.00",
         volume="1.0",
         timestamp=protocol.now_iso(),
-        seq=seq,
+        mark=seq,
         pad=PAD,
     )
 
@@ -87,7 +87,7 @@ async def test_a_client_that_stops_reading_prices_keeps_server_memory_bounded(sl
     await silent.send('{"type": "subscribe_ticker", "symbols": ["BTCUSDT"]}')
     pid = slow_gateway.service.process.pid
     await redis_publish.apublish_market(ticker(0))
-    await reader.recv_until(lambda m: m["type"] == "ticker" and m.get("seq") == 0)  # the flow works
+    await reader.recv_until(lambda m: m["type"] == "ticker" and m.get("mark") == 0)  # the flow works
     baseline = rss_bytes(pid)
     peak, seq, published = baseline, 0, 0
     loop = asyncio.get_running_loop()
@@ -97,12 +97,12 @@ async def test_a_client_that_stops_reading_prices_keeps_server_memory_bounded(sl
             seq += 1
             await redis_publish.apublish_market(ticker(seq))
             published += 2100
-        await reader.recv_until(lambda m, s=seq: m["type"] == "ticker" and m.get("seq") == s)  # keep pace
+        await reader.recv_until(lambda m, s=seq: m["type"] == "ticker" and m.get("mark") == s)  # keep pace
         peak = max(peak, rss_bytes(pid))
     conflations = metric(slow_gateway, "ws_outbox_conflations_total")
     # The silent client now reads: what it gets ends with the newest price, none lost at the end.
     last = None
-    while last is None or last.get("seq") != seq:
+    while last is None or last.get("mark") != seq:
         last = protocol_loads(await asyncio.wait_for(silent.recv(), TIMEOUT))
     await silent.close()
     await reader.close()
