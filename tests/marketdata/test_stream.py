@@ -16,7 +16,7 @@ from marketdata.checksum import book_checksum
 from marketdata.listeners import register_listener, unregister_listener
 from marketdata.models import Symbol
 from marketdata.stream import WorkerOptions, load_enabled_symbols, run_worker
-from realtime import groups, history, protocol
+from realtime import groups, history, protocol, publish
 from tests.marketdata.exchange import running_simulator
 from tests.marketdata.worker import (
     QUICK,
@@ -414,6 +414,7 @@ async def test_the_worker_writes_a_status_record_for_ws_status(simulator, monkey
     assert record["symbols"] == ["BTCUSDT", "ETHUSDT"]
     assert record["last_message_at"].endswith("Z")
     assert record["updated_at"].endswith("Z")
+    assert record["epoch"] == publish.MARKET_EPOCH  # of the ticker and book seqs, for positions
 
 
 async def test_stopping_closes_the_connections_and_says_so_in_the_status(simulator):
