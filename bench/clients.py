@@ -92,7 +92,7 @@ async def read(conn: Conn, args, latencies: tuple[array, ...], last_seq, all_don
             in_app.append(now - message["sent_ns"])
             sent.append(message["sent_ns"])
             conn.received += 1
-            if message["seq"] == last_seq and message["symbol"] in conn.pending:
+            if message["mark"] == last_seq and message["symbol"] in conn.pending:
                 conn.pending.discard(message["symbol"])
                 if not conn.pending:
                     left[0] -= 1

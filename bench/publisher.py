@@ -34,10 +34,9 @@ def ticker(symbol: str, seq: int, run: str, measured: bool) -> dict:
         low_price="49000.00",
         volume="12345.678",
         timestamp=protocol.now_iso(),
-        seq=seq,
     )
     # Measurement fields outside the wire contract, read only by the benchmark's own clients.
-    return {**message, "run": run, "m": int(measured), "sent_ns": time.time_ns()}
+    return {**message, "run": run, "mark": seq, "m": int(measured), "sent_ns": time.time_ns()}
 
 
 async def publish_loop(args: argparse.Namespace) -> dict:

@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from marketdata import latest, normalize, selectors, services, status
 from marketdata.backoff import Retry, RetryPolicy
+from marketdata.checksum import book_checksum
 from marketdata.exceptions import NormalizeError, PlannedReconnect, SnapshotError, StaleFeed
 from marketdata.listeners import Listener, ListenerFeed
 from marketdata.normalize import (
@@ -283,11 +284,13 @@ class MarketDataWorker:
         message = event.message
         try:
             # Latest state first: whoever sees the message can already read at least this state.
+            # The message gets its seq once and is encoded once, for the snapshot and every socket.
             if event.kind == "trade":
                 await latest.arecord_trade_price(event.symbol, message["price"])
-            else:
-                await latest.astore_snapshot("ticker", event.symbol, protocol.encode(message))
-            await publish.apublish_market(message)
+            frame = await publish.aprepare_market(message)
+            if event.kind != "trade":
+                await latest.astore_snapshot("ticker", event.symbol, frame.text)
+            await publish.asend_market(frame)
         except Exception:
             if (failures := self._publish_failures.due()) is not None:
                 logger.warning("could not publish %d market message(s)", failures, exc_info=True)
@@ -381,11 +384,17 @@ class MarketDataWorker:
             bids, asks = book.top(self.options.depth)
             timestamp = protocol.iso_from_millis(book.event_time) if book.event_time else protocol.now_iso()
             message = protocol.orderbook(
-                symbol=symbol, bids=bids, asks=asks, timestamp=timestamp, last_update_id=book.last_update_id
+                symbol=symbol,
+                bids=bids,
+                asks=asks,
+                timestamp=timestamp,
+                last_update_id=book.last_update_id,
+                checksum=book_checksum(bids, asks),
             )
-            self._book_frames[symbol] = (protocol.encode(message), time.monotonic())
-            await latest.astore_snapshot("orderbook", symbol, self._book_frames[symbol][0])
-            await publish.apublish_market(message)
+            frame = await publish.aprepare_market(message)
+            self._book_frames[symbol] = (frame.text, time.monotonic())
+            await latest.astore_snapshot("orderbook", symbol, frame.text)
+            await publish.asend_market(frame)
         await self._restore_quiet_books()
 
     async def _restore_quiet_books(self) -> None:
@@ -416,6 +425,7 @@ class MarketDataWorker:
             connections=len(self.shards),
             books_in_sync=sum(book.synced for book in self.books.values()),
             reconnects=sum(shard.reconnects for shard in self.shards),
+            epoch=publish.MARKET_EPOCH,  # of the ticker and order book seqs this run publishes
         )
 
     async def write_status(self) -> None:

@@ -21,8 +21,9 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from realtime import admission, flow, groups, metrics, protocol, session
+from realtime import admission, flow, groups, metrics, protocol, recovery, session
 from realtime.dispatch import dispatch_in_order
+from realtime.middleware import validate_access_token
 from realtime.protocol import Endpoint
 from realtime.providers import providers
 from realtime.registry import Connection, get_registry
@@ -109,6 +110,17 @@ class GatewayConsumer(AsyncConsumer):
         for sub, texts in (await providers.snapshots(action.subs, self.conn.user_id)).items():
             await self.run(self.session.snapshot(sub, texts, self.backlog()))
 
+    async def _load_positions(self, action: session.LoadPositions) -> None:
+        loaded = await recovery.load(action.subs, action.request.since, self.conn.user_id)
+        await self.run(self.session.positions_loaded(action, loaded, self.backlog()))
+
+    async def _fill_gap(self, action: session.FillGap) -> None:
+        texts = await recovery.gap(action, self.conn.user_id)
+        await self.run(self.session.gap_filled(action, texts, self.backlog()))
+
+    async def _check_token(self, action: session.CheckToken) -> None:
+        await self.run(self.session.token_checked(*validate_access_token(action.token)))
+
     async def _count(self, action: session.SubscriptionsChanged) -> None:
         if self.registered:
             await get_registry().set_subscriptions(self.conn.conn_id, action.count)
@@ -152,6 +164,9 @@ _ACTIONS = {
     session.Join: GatewayConsumer._membership,
     session.Leave: GatewayConsumer._membership,
     session.FetchSnapshots: GatewayConsumer._fetch,
+    session.LoadPositions: GatewayConsumer._load_positions,
+    session.FillGap: GatewayConsumer._fill_gap,
+    session.CheckToken: GatewayConsumer._check_token,
     session.SubscriptionsChanged: GatewayConsumer._count,
     session.Drain: GatewayConsumer._drain,
     session.Close: GatewayConsumer._close,

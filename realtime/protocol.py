@@ -580,9 +580,11 @@ def conflation_key(message_type: str, symbol: str) -> str:
 
 
 def market_event(message: dict, *, conflate: bool) -> dict:
+    """A market layer event without a history (the benchmark's baseline for the cost of seq)."""
     key = conflation_key(message["type"], message["symbol"]) if conflate else None
     return {"type": MARKET_EVENT, "text": encode(message), "key": key, "kind": message["type"]}
 
 
 def user_event(message: dict) -> dict:
+    """A trading layer event without a history (the benchmark's baseline for the cost of seq)."""
     return {"type": USER_EVENT, "text": encode(message), "kind": message["type"]}

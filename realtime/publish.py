@@ -3,38 +3,114 @@
 Market functions are async (the stream worker is async). The user-event functions are sync because
 services call them from `transaction.on_commit` inside the ORM's thread; `async_to_sync` hops back
 to the server's event loop when there is one.
+
+Sequence numbers. A trading event is first appended to its user's channel history
+(realtime.history), which gives it its `seq` and the encoded text carrying it; then that text is
+sent. Market trades go through the history of their symbol the same way (recoverable with `since`).
+Tickers and order books are state: their `seq` comes from a counter in this process (the worker),
+paired with an epoch that is this process's run id (MARKET_EPOCH). The counter of a run starts at
+the run's start time in milliseconds, so a later run of the worker continues above an earlier one
+(a state stream publishes far fewer than 1000 messages a second) and a client never mistakes the
+new run's messages for old ones; within a run it goes up by one per message.
+Each message is encoded once; the layer event carries the text plus `seq` and `epoch`, so a
+connection can notice a gap or a lost history without parsing the text.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
+import time
+from dataclasses import dataclass
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from realtime import groups, metrics, protocol
+from realtime import groups, history, metrics, protocol
 
 logger = logging.getLogger(__name__)
 
+MARKET_EPOCH = secrets.token_hex(8)  # this process's run of the worker
+_market_counters: dict[tuple[str, str], itertools.count] = {}
 
-async def apublish_market(message: dict) -> None:
+
+@dataclass(frozen=True)
+class MarketFrame:
+    """One market message with its seq, encoded once: what the snapshot cache and the layer carry."""
+
+    kind: str  # "ticker", "trade", "orderbook"
+    symbol: str
+    epoch: str
+    seq: int
+    text: str
+
+
+def _counter_start() -> int:
+    return int(time.time() * 1000)
+
+
+def _next_market_seq(kind: str, symbol: str) -> int:
+    counter = _market_counters.get((kind, symbol))
+    if counter is None:
+        counter = _market_counters[(kind, symbol)] = itertools.count(_counter_start())
+    return next(counter)
+
+
+async def aprepare_market(message: dict) -> MarketFrame:
+    """Give a normalised market message its seq and encode it (trades are stored in their history)."""
+    kind, symbol = message["type"], message["symbol"]
+    if protocol.STREAM_OF_MESSAGE_TYPE[kind] in protocol.STATE_STREAMS:
+        seq = _next_market_seq(kind, symbol)
+        return MarketFrame(kind, symbol, MARKET_EPOCH, seq, history.encode_with_seq(message, seq))
+    appended = await history.get_history().append(history.trades_key(symbol), message)
+    return MarketFrame(kind, symbol, appended.epoch, appended.seq, appended.text)
+
+
+async def asend_market(frame: MarketFrame) -> None:
+    """Send a prepared market message to its stream and symbol's group."""
+    stream = protocol.STREAM_OF_MESSAGE_TYPE[frame.kind]
+    conflate = stream in protocol.STATE_STREAMS
+    event = {
+        "type": protocol.MARKET_EVENT,
+        "text": frame.text,
+        "key": protocol.conflation_key(frame.kind, frame.symbol) if conflate else None,
+        "kind": frame.kind,
+        "seq": frame.seq,
+        "epoch": frame.epoch,
+    }
+    await get_channel_layer(groups.MARKET_LAYER).group_send(groups.market(stream, frame.symbol), event)
+    metrics.PUBLISHED.labels(kind=frame.kind).inc()
+
+
+async def apublish_market(message: dict) -> MarketFrame:
     """Publish one normalised ticker, trade or orderbook message to its symbol's group."""
-    stream = protocol.STREAM_OF_MESSAGE_TYPE[message["type"]]
-    event = protocol.market_event(message, conflate=stream in protocol.STATE_STREAMS)
-    await get_channel_layer(groups.MARKET_LAYER).group_send(groups.market(stream, message["symbol"]), event)
+    frame = await aprepare_market(message)
+    await asend_market(frame)
+    return frame
+
+
+async def apublish_user(user_id: int, channel: str, message: dict) -> history.Appended:
+    """Store one trading event in its user's channel history, then publish it to that user only.
+
+    Stored first: a connection that sees this event's seq can always fill a gap before it.
+    """
+    appended = await history.get_history().append(history.user_key(user_id, channel), message)
+    event = {
+        "type": protocol.USER_EVENT,
+        "text": appended.text,
+        "kind": message["type"],
+        "channel": channel,
+        "seq": appended.seq,
+        "epoch": appended.epoch,
+    }
+    await get_channel_layer(groups.TRADING_LAYER).group_send(groups.user(user_id, channel), event)
     metrics.PUBLISHED.labels(kind=message["type"]).inc()
+    return appended
 
 
-async def apublish_user(user_id: int, channel: str, message: dict) -> None:
-    """Publish one trading event to one user's channel group, and to nobody else."""
-    await get_channel_layer(groups.TRADING_LAYER).group_send(
-        groups.user(user_id, channel), protocol.user_event(message)
-    )
-    metrics.PUBLISHED.labels(kind=message["type"]).inc()
-
-
-def publish_user(user_id: int, channel: str, message: dict) -> None:
-    async_to_sync(apublish_user)(user_id, channel, message)
+def publish_user(user_id: int, channel: str, message: dict) -> history.Appended:
+    return async_to_sync(apublish_user)(user_id, channel, message)
 
 
 def publish_order_update(user_id: int, **fields) -> None:

@@ -84,6 +84,7 @@ class FillGap:
     history and hand them to `Session.gap_filled` before anything else of that subscription."""
 
     sub: Sub
+    epoch: str
     after: int
     up_to: int
 
@@ -164,7 +165,7 @@ class Session:
     outbox: Outbox = field(init=False)
     flood: FloodGuard = field(init=False)
     batch: bool = False  # ?batch=1: queued messages may go out as one JSON array frame
-    delivered: dict[Sub, int] = field(default_factory=dict)  # the last seq sent, per history-backed sub
+    delivered: dict[Sub, tuple[str, int]] = field(default_factory=dict)  # (epoch, last seq sent) per history
     last_sent: float = field(init=False)
     draining: bool = field(default=False, init=False)
 
@@ -257,7 +258,7 @@ class Session:
         snapshot = list(action.then_snapshot)
         for item in loaded:
             name = _name(item.sub)
-            self.delivered[item.sub] = item.seq
+            self.delivered[item.sub] = (item.epoch, item.seq)
             positions[name] = protocol.Position(epoch=item.epoch, seq=item.seq)
             if name in action.request.since:
                 recovered[name] = item.missed is not None
@@ -283,7 +284,7 @@ class Session:
         """The events of a gap, read back from the history; a history that lost them sends the state."""
         if action.sub not in self.subscriptions:
             return []
-        self.delivered[action.sub] = action.up_to
+        self.delivered[action.sub] = (action.epoch, action.up_to)
         actions = [a for text in texts for a in self.deliver(text, Kind.RELIABLE, None, "gap", backlog)]
         if len(texts) < action.up_to - action.after and _has_snapshot(action.sub):
             actions.append(FetchSnapshots((action.sub,)))
@@ -305,14 +306,15 @@ class Session:
     def event(self, event: dict, backlog: int) -> list[Action]:
         """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
         if event["type"] == protocol.USER_EVENT:
-            sub, seq = UserSub(event.get("channel", "")), event.get("seq")
-            last = self.delivered.get(sub)
-            if last is not None and seq is not None:
-                if seq <= last:
+            sub, epoch, seq = UserSub(event.get("channel", "")), event.get("epoch"), event.get("seq")
+            known = self.delivered.get(sub)
+            if known is not None and seq is not None and known[0] == epoch:
+                if seq <= known[1]:
                     return []  # already sent: replayed, or covered by the snapshot's position
-                if seq > last + 1:
-                    return [FillGap(sub, last, seq)]  # an earlier one is late or was lost
-                self.delivered[sub] = seq
+                if seq > known[1] + 1:
+                    return [FillGap(sub, epoch, known[1], seq)]  # an earlier one is late or was lost
+            if known is not None and seq is not None:
+                self.delivered[sub] = (epoch, seq)  # a new epoch: the history was lost and starts again
             return self.deliver(event["text"], Kind.RELIABLE, None, event.get("kind", "user"), backlog)
         key = event.get("key")
         kind = Kind.STATE if key else Kind.DROPPABLE

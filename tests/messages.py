@@ -1,7 +1,6 @@
 """Builders of server messages for tests, through realtime.protocol (so they are on the contract).
 
-Each takes keyword overrides of its defaults; market ones carry a distinctive `seq` so a test can find
-its own message among a live worker's.
+Each takes keyword overrides of its defaults. Market messages carry no `seq`: publishing assigns it.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from decimal import Decimal
 from realtime import protocol
 
 EXCHANGE_TIME = "2023-12-01T12:00:00.000Z"
-_marker = itertools.count(10**9)  # far above any seq a worker reaches during a test
+_trade_ids = itertools.count(10**9)  # far above any trade id the simulator reaches during a test
 
 
 def ticker(symbol: str = "BTCUSDT", price: str = "50000.00", **overrides) -> dict:
@@ -25,7 +24,6 @@ def ticker(symbol: str = "BTCUSDT", price: str = "50000.00", **overrides) -> dic
         "low_price": "48500.00",
         "volume": "1250.75",
         "timestamp": EXCHANGE_TIME,
-        "seq": next(_marker),
     }
     return protocol.ticker(**{**fields, **overrides})
 
@@ -37,7 +35,7 @@ def trade(symbol: str = "BTCUSDT", price: str = "50000.00", side: str = "buy", *
         "quantity": "0.1",
         "side": side,
         "timestamp": EXCHANGE_TIME,
-        "trade_id": next(_marker),
+        "trade_id": next(_trade_ids),
     }
     return protocol.trade(**{**fields, **overrides})
 
@@ -48,7 +46,6 @@ def orderbook(symbol: str = "BTCUSDT", bid: str = "49950.00", **overrides) -> di
         "bids": [[bid, "1.5"], ["49940.00", "2.1"]],
         "asks": [["50050.00", "1.2"], ["50060.00", "0.8"]],
         "timestamp": EXCHANGE_TIME,
-        "seq": next(_marker),
     }
     return protocol.orderbook(**{**fields, **overrides})
 

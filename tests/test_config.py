@@ -155,6 +155,24 @@ def test_websocket_overrides_are_parsed_as_numbers():
     assert loaded.ws_reconnect_timeout == 15
 
 
+def test_history_window_defaults_to_1000_events_and_900_seconds():
+    loaded = config.load(env())
+
+    assert (loaded.ws_history_size, loaded.ws_history_ttl) == (1000, 900)
+
+
+def test_history_window_overrides_are_parsed():
+    loaded = config.load(env(WS_HISTORY_SIZE="50", WS_HISTORY_TTL="60"))
+
+    assert (loaded.ws_history_size, loaded.ws_history_ttl) == (50, 60)
+
+
+@pytest.mark.parametrize("name", ["WS_HISTORY_SIZE", "WS_HISTORY_TTL"])
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_history_window_that_is_not_a_positive_whole_number_is_refused(name, value):
+    assert name in refused(env(**{name: value}))
+
+
 def test_rate_limit_overrides_are_parsed():
     loaded = config.load(env(WS_RATE_LIMIT_PER_SECOND="2.5", WS_RATE_LIMIT_BURST="4"))
 

@@ -4,10 +4,17 @@
     python tools/websocket_test_client.py --test health
     python tools/websocket_test_client.py --test market
     python tools/websocket_test_client.py --test trading --token ACCESS_JWT
+    python tools/websocket_test_client.py --test recovery --token ACCESS_JWT [--orders 3 --symbol BTCUSDT]
     python tools/websocket_test_client.py --test all --token ACCESS_JWT --url https://trading.example.com
 
 Prints every message it receives, one readable line each, then PASS or FAIL per check; exits 0 when
 every check passed, 1 when one failed, 2 on a usage error. It needs only `websockets`.
+It connects with `?batch=1`: a frame may hold a JSON array of messages, which are taken in order.
+
+`recovery` (not part of `all`: it places real orders for the token's user) subscribes to `orders`,
+remembers the position from the ack and the events' `seq`, disconnects, places `--orders` market
+orders through REST and waits until they are final, reconnects with `since`, and checks that exactly
+the missed order updates arrive, in order, with consecutive `seq` and no duplicate.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -30,6 +38,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT = 15.0  # seconds any single step may take
 MARKET_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 TRADING_CHANNELS = ("orders", "risk_alerts", "bot_status", "portfolio")
+FINAL_ORDER_STATUSES = frozenset({"filled", "canceled", "rejected"})
 TICKER_FIELDS = ("symbol", "price", "price_change", "price_change_percent", "high_price", "low_price", "volume")
 CLOSE_CODES = {
     1000: "normal closure",
@@ -114,6 +123,7 @@ class Session:
     def __init__(self, ws):
         self.ws = ws
         self.received: list[dict] = []
+        self._pending: deque[dict] = deque()  # the rest of a batched frame
 
     async def send(self, message: dict) -> None:
         say(f"  -> {json.dumps(message)}")
@@ -126,8 +136,8 @@ class Session:
         """The server's reason for closing: its error frame if one came first, and the close code."""
         with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
             while True:  # the frames that were already received before the close
-                message = decode(await asyncio.wait_for(self.ws.recv(), 1))
-                say(describe(message))
+                for message in decode(await asyncio.wait_for(self.ws.recv(), 1)):
+                    say(describe(message))
         code, reason = (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (None, "")
         return f"the server {close_text(code, reason)}"
 
@@ -135,6 +145,18 @@ class Session:
         """The first message matching `predicate`; an error frame or a close fails the check."""
         deadline = time.monotonic() + timeout
         while True:
+            message = await self._next(deadline, what, timeout)
+            self.received.append(message)
+            say(describe(message))
+            check_timestamp(message)
+            if predicate(message):
+                return message
+            if message.get("type") == "error":
+                raise CheckFailed(f"waiting for {what}: error {message.get('code')}: {message.get('message')}")
+
+    async def _next(self, deadline: float, what: str, timeout: float) -> dict:
+        """The next message: the rest of the last batched frame first, then a new frame."""
+        while not self._pending:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CheckFailed(f"no {what} within {timeout:g} s")
@@ -144,24 +166,23 @@ class Session:
                 raise CheckFailed(f"no {what} within {timeout:g} s") from None
             except websockets.ConnectionClosed as closed:
                 raise CheckFailed(f"waiting for {what}: {await self.why_closed(closed)}") from None
-            message = decode(raw)
-            self.received.append(message)
-            say(describe(message))
-            check_timestamp(message)
-            if predicate(message):
-                return message
-            if message.get("type") == "error":
-                raise CheckFailed(f"waiting for {what}: error {message.get('code')}: {message.get('message')}")
+            self._pending.extend(decode(raw))
+        return self._pending.popleft()
 
 
-def decode(raw: str | bytes) -> dict:
+def decode(raw: str | bytes) -> list[dict]:
+    """The messages of one frame: one object, or (batched) an array of them in order."""
     try:
-        message = json.loads(raw)
+        data = json.loads(raw)
     except ValueError:
         raise CheckFailed(f"the server sent something that is not JSON: {raw[:200]!r}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise CheckFailed(f"a server message must be an object with a 'type': {raw[:200]!r}")
-    return message
+    messages = data if isinstance(data, list) else [data]
+    if not messages:
+        raise CheckFailed("the server sent an empty batch (a frame must hold at least one message)")
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise CheckFailed(f"a server message must be an object with a 'type': {raw[:200]!r}")
+    return messages
 
 
 def check_timestamp(message: dict) -> None:
@@ -175,6 +196,11 @@ async def connect(url: str, **kwargs):
         return await websockets.connect(url, open_timeout=TIMEOUT, close_timeout=2, max_size=2**22, **kwargs)
     except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
         raise CheckFailed(f"cannot connect to {redact(url)}: {exc or type(exc).__name__}") from None
+
+
+def with_batch(url: str) -> str:
+    """Ask for batched frames (the client takes a JSON array of messages as well as one message)."""
+    return url + ("&" if "?" in url else "?") + "batch=1"
 
 
 def redact(url: str) -> str:
@@ -226,7 +252,7 @@ def check_health(base: Endpoints, token: str | None) -> str:
 
 
 async def check_market(base: Endpoints) -> str:
-    url = f"{base.ws}/ws/market"
+    url = with_batch(f"{base.ws}/ws/market")
     say(f"connect {url}")
     ws = await connect(url)
     session = Session(ws)
@@ -253,7 +279,7 @@ async def check_market(base: Endpoints) -> str:
 
 
 async def check_trading(base: Endpoints, token: str) -> str:
-    url = f"{base.ws}/ws/trading?{urlencode({'token': token})}"
+    url = with_batch(f"{base.ws}/ws/trading?{urlencode({'token': token})}")
     say(f"connect {redact(url)}")
     ws = await connect(url)
     session = Session(ws)
@@ -272,10 +298,126 @@ async def check_trading(base: Endpoints, token: str) -> str:
         await ws.close()
 
 
+# --- recovery ------------------------------------------------------------------------------------
+
+
+def rest(base: Endpoints, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+    """A JSON REST call with the access token; (status, decoded body)."""
+    url = f"{base.http}{path}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (http/https only)
+    request.add_header("Accept", "application/json")
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (http/https only)
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise CheckFailed(f"cannot reach {url}: {getattr(error, 'reason', error)}") from None
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw[:200]
+
+
+def place_orders(base: Endpoints, token: str, symbol: str, quantity: str, count: int) -> list[str]:
+    """Place `count` market buys and wait until REST shows every one of them final; their ids."""
+    ids = []
+    for _ in range(count):
+        order = {"symbol": symbol, "side": "buy", "type": "market", "quantity": quantity}
+        say(f"  POST /api/orders/ {json.dumps(order)}")
+        status, body = rest(base, token, "POST", "/api/orders/", order)
+        if status != 201 or not isinstance(body, dict):
+            raise CheckFailed(f"POST /api/orders/ answered HTTP {status}: {body}")
+        say(f"  <- HTTP 201 order {body['id']} {body['status']}")
+        ids.append(str(body["id"]))
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        statuses = order_statuses(base, token)
+        waiting = [i for i in ids if statuses.get(i) not in FINAL_ORDER_STATUSES]
+        if not waiting:
+            return ids
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"orders {', '.join(waiting)} were not final within {TIMEOUT:g} s")
+        time.sleep(0.2)  # polling REST: there is no event to await outside the socket
+
+
+def order_statuses(base: Endpoints, token: str) -> dict[str, str]:
+    status, body = rest(base, token, "GET", "/api/orders/")
+    if status != 200:
+        raise CheckFailed(f"GET /api/orders/ answered HTTP {status}: {body}")
+    rows = body.get("results", body) if isinstance(body, dict) else body
+    return {str(row["id"]): row["status"] for row in rows}
+
+
+def orders_position(ack: dict) -> dict:
+    position = (ack.get("positions") or {}).get("orders")
+    if not isinstance(position, dict) or not isinstance(position.get("epoch"), str):
+        raise CheckFailed(f"the subscribed ack carries no position for orders (no seq support?): {ack}")
+    if not isinstance(position.get("seq"), int):
+        raise CheckFailed(f"the orders position has no whole seq: {position}")
+    return position
+
+
+async def check_recovery(base: Endpoints, token: str, symbol: str, quantity: str, count: int) -> str:
+    url = with_batch(f"{base.ws}/ws/trading?{urlencode({'token': token})}")
+    say(f"connect {redact(url)}")
+    ws = await connect(url)
+    session = Session(ws)
+    try:
+        await session.send({"type": "subscribe", "channels": ["orders"]})
+        position = orders_position(await session.expect(lambda m: m.get("type") == "subscribed", "subscribed ack"))
+        await ping(session)  # the snapshot and anything in flight arrive before the pong
+        for message in session.received:
+            if message.get("type") == "order_update" and isinstance(message.get("seq"), int):
+                position["seq"] = max(position["seq"], message["seq"])
+    finally:
+        await ws.close()
+    say(f"  disconnected at orders position epoch={position['epoch']} seq={position['seq']}")
+
+    ids = await asyncio.to_thread(place_orders, base, token, symbol, quantity, count)
+    final = await asyncio.to_thread(order_statuses, base, token)
+
+    say(f"connect {redact(url)} (resuming)")
+    ws = await connect(url)
+    session = Session(ws)
+    try:
+        await session.send({"type": "subscribe", "channels": ["orders"], "since": {"orders": position}})
+        ack = await session.expect(lambda m: m.get("type") == "subscribed", "subscribed ack")
+        if (ack.get("recovered") or {}).get("orders") is not True:
+            raise CheckFailed(f"the server did not resume orders from {position}: {ack.get('recovered')}")
+        missed = await missed_updates(session, ids, final)
+    finally:
+        await ws.close()
+    seqs = [m["seq"] for m in missed]
+    expected = list(range(position["seq"] + 1, position["seq"] + 1 + len(missed)))
+    if seqs != expected:
+        raise CheckFailed(f"the missed updates came as seq {seqs}; expected {expected} (in order, no gap or duplicate)")
+    return f"{len(missed)} missed order updates for {len(ids)} orders recovered in order (seq {seqs[0]}..{seqs[-1]})"
+
+
+async def missed_updates(session: Session, ids: list[str], final: dict[str, str]) -> list[dict]:
+    """The order updates with a seq after the resume, until every placed order reached its final status."""
+    missed: list[dict] = []
+    last: dict[str, str] = {}
+    deadline = time.monotonic() + TIMEOUT
+    while any(last.get(i) != final[i] for i in ids):
+        left = deadline - time.monotonic()
+        message = await session.expect(lambda m: m.get("type") in {"order_update", "heartbeat"}, "order update", left)
+        if message.get("type") != "order_update" or not isinstance(message.get("seq"), int):
+            continue
+        missed.append(message)
+        last[str(message.get("order_id"))] = message.get("status")
+    return missed
+
+
 # --- running -------------------------------------------------------------------------------------
 
 
-async def run(test: str, base: Endpoints, token: str | None) -> bool:
+async def run(test: str, base: Endpoints, token: str | None, **recovery) -> bool:
     checks: list[tuple[str, Callable]] = []
     if test in {"health", "all"}:
         checks.append(("health", lambda: asyncio.to_thread(check_health, base, token)))
@@ -286,6 +428,8 @@ async def run(test: str, base: Endpoints, token: str | None) -> bool:
             checks.append(("trading", lambda: check_trading(base, token)))
         else:
             say("SKIP trading: no --token given")
+    if test == "recovery":
+        checks.append(("recovery", lambda: check_recovery(base, token, **recovery)))
     results = []
     for name, check in checks:
         say(f"\n== {name} ==")
@@ -307,12 +451,17 @@ async def run(test: str, base: Endpoints, token: str | None) -> bool:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Check a trading gateway's WebSocket endpoints and health.")
-    parser.add_argument("--test", choices=["market", "trading", "health", "all"], default="all")
-    parser.add_argument("--token", help="an access JWT (POST /api/token/); required by --test trading")
+    parser.add_argument("--test", choices=["market", "trading", "recovery", "health", "all"], default="all")
+    parser.add_argument("--token", help="an access JWT (POST /api/token/); required by --test trading and recovery")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the gateway's base URL (default {DEFAULT_URL})")
+    parser.add_argument("--orders", type=int, default=3, help="recovery: market orders to place while away (1-50)")
+    parser.add_argument("--symbol", default="BTCUSDT", help="recovery: the symbol to buy (default BTCUSDT)")
+    parser.add_argument("--quantity", default="0.001", help="recovery: the quantity of each order (default 0.001)")
     args = parser.parse_args(argv)
-    if args.test == "trading" and not args.token:
-        parser.error("--test trading needs --token (an access JWT from POST /api/token/)")
+    if args.test in {"trading", "recovery"} and not args.token:
+        parser.error(f"--test {args.test} needs --token (an access JWT from POST /api/token/)")
+    if not 1 <= args.orders <= 50:
+        parser.error(f"--orders must be between 1 and 50, not {args.orders}")
     try:
         args.endpoints = endpoints(args.url)
     except ValueError as error:
@@ -323,7 +472,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        ok = asyncio.run(run(args.test, args.endpoints, args.token))
+        recovery = {"symbol": args.symbol.upper(), "quantity": args.quantity, "count": args.orders}
+        ok = asyncio.run(run(args.test, args.endpoints, args.token, **recovery))
     except KeyboardInterrupt:
         return 130
     return 0 if ok else 1

@@ -90,6 +90,8 @@ class Config:
     ws_rate_limit_burst: int
     ws_max_items_per_request: int
     ws_max_subscriptions_per_connection: int
+    ws_history_size: int = 1000
+    ws_history_ttl: int = 900
 
     @property
     def embedded(self) -> bool:
@@ -133,4 +135,6 @@ def load(env: dict | None = None) -> Config:
         ws_rate_limit_burst=_int(env, "WS_RATE_LIMIT_BURST", 20, minimum=1),
         ws_max_items_per_request=_int(env, "WS_MAX_ITEMS_PER_REQUEST", 50, minimum=1),
         ws_max_subscriptions_per_connection=_int(env, "WS_MAX_SUBSCRIPTIONS", 200, minimum=1),
+        ws_history_size=_int(env, "WS_HISTORY_SIZE", 1000, minimum=1),
+        ws_history_ttl=_int(env, "WS_HISTORY_TTL", 900, minimum=1),
     )

@@ -41,16 +41,21 @@ function bindIndicator(element, socket) {
       element.title = code ? `last close: ${code} ${socket.lastClose.reason ?? ""}`.trim() : "";
       return;
     }
+    // A resume the server could not serve: the snapshot replaced the state, events may be missing.
+    const resumed = socket.recovered !== false;
+    element.dataset.recovered = String(resumed);
+    element.title = resumed ? "" : `could not resume ${socket.resumeLost.join(", ")}: state reloaded from a snapshot`;
     const labels = {
       [State.IDLE]: "idle",
       [State.CONNECTING]: "connecting…",
-      [State.OPEN]: "connected",
+      [State.OPEN]: resumed ? "connected" : "connected (not resumed)",
       [State.STOPPED]: "offline",
       offline: "offline",
     };
     setText(text, labels[state] ?? state);
   };
   socket.on("state", render);
+  socket.on("recovery", render);
   window.addEventListener("online", render);
   window.addEventListener("offline", render);
   render();
@@ -89,6 +94,7 @@ function startTrading() {
   tradingSocket = new TradingWebSocket({
     url: "/ws/trading",
     getToken: (options) => session.token(options),
+    refreshToken: () => session.token({ refresh: true }), // in-band, a minute before expiry
     ...socketOptions,
   });
   bindIndicator(byId("trading-conn"), tradingSocket);

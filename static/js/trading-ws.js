@@ -12,6 +12,17 @@
  * A link that goes silent (no message, not even the server's heartbeat) is probed with a ping and
  * then dropped and reconnected: a half-open TCP connection never fires "close" by itself.
  *
+ * No lost events: the client remembers a position ({ epoch, seq }) per trading channel and per
+ * market stream and symbol, from the `subscribed` acks' `positions` and from every message's `seq`.
+ * Every reconnect resubscribes with `since` (trading channels and trades), so the server sends
+ * exactly what was missed, or `recovered: false` and a snapshot: then "recovery" is emitted with
+ * recovered false and `resumeLost` lists what could not be resumed (the page shows it). Messages
+ * already seen (seq not above the position) are dropped; a jump in seq emits "gap". Every order book
+ * carries a CRC32 `checksum` of its top 10 levels, verified here: a mismatch is never delivered, it
+ * emits "checksum_mismatch" and resubscribes that book. On /ws/trading the access token is replaced
+ * in-band ({"type":"refresh"}) a minute before it expires, using `refreshToken()`.
+ * The client asks for `?batch=1`: a frame may hold a JSON array of messages, handled in order.
+ *
  * Usage:
  *   import { TradingWebSocket } from "/static/js/trading-ws.js";
  *   const ws = new TradingWebSocket({ url: "/ws/trading", getToken: async ({ refresh }) => token });
@@ -35,6 +46,7 @@ export const SERVER_MESSAGE_TYPES = Object.freeze([
   "connection_established",
   "subscribed",
   "unsubscribed",
+  "refreshed",
   "pong",
   "heartbeat",
   "error",
@@ -69,8 +81,25 @@ export const State = Object.freeze({
   STOPPED: "stopped", // close() was called, or the server said 4002, or no token can be had
 });
 
+/** The trading channel each trading event belongs to, and the market stream of each market message. */
+const CHANNEL_OF_TYPE = Object.freeze({
+  order_update: "orders",
+  risk_alert: "risk_alerts",
+  bot_status: "bot_status",
+  portfolio: "portfolio",
+});
+const STREAM_OF_TYPE = Object.freeze({ ticker: "ticker", trade: "trades", orderbook: "orderbook" });
+/** Streams that carry state: a new subscription gets a snapshot, so a position is not resumed. */
+const STATE_STREAMS = new Set(["ticker", "orderbook"]);
+/** The subscription kinds whose positions are resumed with `since`. */
+const RESUMABLE_KINDS = new Set(["channels", "trades"]);
+const BOOK_RESYNC_INTERVAL_MS = 2000;
+
 const DEFAULTS = {
   getToken: null,
+  refreshToken: null, // async () => a new access token, for the in-band refresh; default getToken({ refresh: true })
+  refreshMargin: 60, // s before the token expires when it is refreshed in-band
+  batch: true, // ask for ?batch=1 (array frames)
   heartbeatInterval: 30, // s: the server's WS_HEARTBEAT_INTERVAL
   staleTimeout: null, // s of silence before the link counts as dead; default 2 x heartbeat + 5
   reconnectTimeout: 60, // s: the backoff cap (WS_RECONNECT_TIMEOUT)
@@ -105,7 +134,7 @@ export class TradingWebSocket {
   constructor(options = {}) {
     if (!options.url) throw new TypeError("TradingWebSocket needs a url");
     this.options = { ...DEFAULTS, ...options };
-    this.url = resolveUrl(options.url);
+    this.url = withBatch(resolveUrl(options.url), this.options.batch);
     this.state = State.IDLE;
     this.attempt = 0; // failed attempts since the last healthy connection
     this.retryAt = null; // epoch ms of the next attempt while reconnecting
@@ -114,7 +143,14 @@ export class TradingWebSocket {
     this._ws = null;
     this._listeners = new Map();
     this._wanted = new Map(Object.keys(LIST_REQUESTS).map((kind) => [kind, new Set()]));
-    this._timers = { retry: null, watchdog: null, handshake: null };
+    this._timers = { retry: null, watchdog: null, handshake: null, tokenRefresh: null };
+    this._positions = new Map(); // "channels:orders" | "trades:BTCUSDT" | ... -> { epoch, seq }
+    this.resumeLost = []; // what the last resume could not recover ("channels:orders", ...)
+    this._token = null; // the access token this connection was opened or refreshed with
+    this._pendingToken = null; // sent in a `refresh`, not yet confirmed
+    this._refreshing = false;
+    this._refreshRetried = false;
+    this._resynced = new Map(); // symbol -> when its book was last resubscribed after a bad checksum
     this._refreshToken = false;
     this._authFailures = 0;
     this._generation = 0; // guards callbacks of sockets that were replaced
@@ -126,7 +162,11 @@ export class TradingWebSocket {
    * Listen to an event; returns a function that removes the listener. Events: every server message
    * type (see SERVER_MESSAGE_TYPES), "message" (every message), "unknown", and the lifecycle events
    * "state" ({ state, attempt, delay, retryAt, code, reason }), "open", "close" ({ code, reason }),
-   * "stale" ({ silentFor }), "stopped" ({ code, reason }).
+   * "stale" ({ silentFor }), "stopped" ({ code, reason }); and for recovery: "recovery"
+   * ({ recovered, lost, results: { "channels:orders": true, ... } }) after an ack that answered a
+   * `since`, "gap" ({ kind, name, from, to }) when seq jumped, "reset" ({ kind, name }) when the
+   * server's count started again, "checksum_mismatch" ({ symbol, expected, actual }), and
+   * "token_refreshed" ({ expiresAt }) / "token_refresh_failed" ({ reason }).
    */
   on(type, listener) {
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
@@ -210,6 +250,7 @@ export class TradingWebSocket {
         return;
       }
       this._refreshToken = false;
+      this._token = token;
       // Browsers cannot set headers: the token travels as the subprotocol pair "bearer, <token>".
       protocols = ["bearer", token];
     }
@@ -236,8 +277,10 @@ export class TradingWebSocket {
     this.lastMessageAt = Date.now();
     this._setState(State.OPEN);
     this._emit("open", { url: this.url, attempt: this.attempt });
+    this._forgetStatePositions(); // books and tickers come again as snapshots
     this._resubscribe();
     this._armWatchdog();
+    this._scheduleTokenRefresh(jwtExpiry(this._token));
   }
 
   _onClose(ws, event) {
@@ -245,6 +288,7 @@ export class TradingWebSocket {
     this._ws = null;
     this._clearTimer("handshake");
     this._clearTimer("watchdog");
+    this._clearTimer("tokenRefresh");
     const close = { code: event.code, reason: event.reason, wasClean: event.wasClean };
     this.lastClose = close;
     this._emit("close", close);
@@ -297,6 +341,7 @@ export class TradingWebSocket {
     if (ws !== this._ws) return;
     this._dropSocket(CloseCode.STALE, reason);
     this._clearTimer("watchdog");
+    this._clearTimer("tokenRefresh");
     const close = { code: CloseCode.ABNORMAL, reason, wasClean: false };
     this.lastClose = close;
     this._emit("close", close);
@@ -357,15 +402,23 @@ export class TradingWebSocket {
   _onMessage(ws, event) {
     if (ws !== this._ws) return;
     this.lastMessageAt = Date.now();
-    let message;
+    let parsed;
     try {
-      message = JSON.parse(event.data);
+      parsed = JSON.parse(event.data);
     } catch {
       this._emit("unknown", { raw: event.data });
       return;
     }
+    // With ?batch=1 a frame may carry several messages, in order.
+    for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (ws !== this._ws) return; // a listener closed or replaced the connection
+      this._onOneMessage(message, event.data);
+    }
+  }
+
+  _onOneMessage(message, raw) {
     if (message === null || typeof message !== "object" || typeof message.type !== "string") {
-      this._emit("unknown", { raw: event.data });
+      this._emit("unknown", { raw });
       return;
     }
     if (message.type === "error") {
@@ -375,6 +428,9 @@ export class TradingWebSocket {
       this.attempt = 0;
       this._authFailures = 0;
     }
+    if (message.type === "subscribed") this._onSubscribed(message);
+    else if (message.type === "refreshed") this._onRefreshed(message);
+    else if (!this._inSequence(message) || !this._checksumOk(message)) return;
     this._emit("message", message);
     this._emit(SERVER_MESSAGE_TYPES.includes(message.type) ? message.type : "unknown", message);
   }
@@ -387,6 +443,145 @@ export class TradingWebSocket {
         for (const name of message.invalid) items.delete(name);
       }
     }
+    // A refused in-band refresh: the connection keeps its token until it expires (then 4001 and a
+    // reconnect with a fresh one); one more try half-way to the expiry.
+    if (message.code === CloseCode.AUTH_FAILED && this._refreshing) {
+      this._refreshing = false;
+      this._emit("token_refresh_failed", { reason: message.message ?? "refused" });
+      const expiry = jwtExpiry(this._token);
+      if (expiry && !this._refreshRetried) {
+        this._refreshRetried = true;
+        this._armTokenRefresh(Math.max(1000, (expiry - Date.now()) / 2));
+      }
+    }
+  }
+
+  // --- positions, recovery, gaps --------------------------------------------------------------
+
+  /** The remembered position of a trading channel (kind "channels") or market stream and symbol. */
+  position(kind, name) {
+    const found = this._positions.get(`${kind}:${name}`);
+    return found ? { ...found } : null;
+  }
+
+  /** All remembered positions: { "channels:orders": { epoch, seq }, "trades:BTCUSDT": ... }. */
+  get positions() {
+    return Object.fromEntries([...this._positions].map(([key, value]) => [key, { ...value }]));
+  }
+
+  /** True unless the last resume reported something it could not recover. */
+  get recovered() {
+    return this.resumeLost.length === 0;
+  }
+
+  _onSubscribed(message) {
+    const kind = ackKind(message);
+    if (!kind) return;
+    const names = message.channels ?? message.symbols ?? [];
+    const positions = message.positions ?? {};
+    const results = {};
+    for (const name of names) {
+      const key = `${kind}:${name}`;
+      const given = positions[name];
+      const recovered = message.recovered?.[name];
+      const mine = this._positions.get(key);
+      if (typeof recovered === "boolean") results[key] = recovered;
+      if (recovered === true && mine && (!given || given.epoch === mine.epoch)) continue; // the missed events follow
+      if (given && typeof given.seq === "number") this._positions.set(key, { epoch: given.epoch ?? null, seq: given.seq });
+    }
+    if (Object.keys(results).length === 0) return;
+    const lost = Object.keys(results).filter((key) => !results[key]);
+    const answered = new Set(Object.keys(results));
+    this.resumeLost = [...this.resumeLost.filter((key) => !answered.has(key)), ...lost];
+    this._emit("recovery", { recovered: lost.length === 0, lost, results });
+  }
+
+  /** Track the message's seq; false when it was already seen (a duplicate or an older state). */
+  _inSequence(message) {
+    if (typeof message.seq !== "number") return true; // snapshots of trading state carry none
+    const [kind, name] = sequenceKey(message);
+    if (!kind) return true;
+    const key = `${kind}:${name}`;
+    const known = this._positions.get(key);
+    if (!known || typeof known.seq !== "number") {
+      this._positions.set(key, { epoch: known?.epoch ?? null, seq: message.seq });
+      return true;
+    }
+    if (message.seq <= known.seq) {
+      if (message.seq !== 1 || known.seq <= 1) return false;
+      // The server's count started again (its history was lost): the old epoch means nothing now.
+      this._positions.set(key, { epoch: null, seq: 1 });
+      this._emit("reset", { kind, name });
+      return true;
+    }
+    if (message.seq > known.seq + 1) this._emit("gap", { kind, name, from: known.seq + 1, to: message.seq - 1 });
+    known.seq = message.seq;
+    return true;
+  }
+
+  _forgetStatePositions() {
+    for (const key of [...this._positions.keys()]) {
+      if (STATE_STREAMS.has(key.split(":")[0]) || key.startsWith("symbols:")) this._positions.delete(key);
+    }
+  }
+
+  /** An order book whose checksum does not match its levels is wrong: never shown, resubscribed. */
+  _checksumOk(message) {
+    if (message.type !== "orderbook" || typeof message.checksum !== "number") return true;
+    const actual = bookChecksum(message.bids ?? [], message.asks ?? []);
+    if (actual === message.checksum) return true;
+    this._emit("checksum_mismatch", { symbol: message.symbol, expected: message.checksum, actual });
+    this._positions.delete(`orderbook:${message.symbol}`);
+    // One resubscribe per book every few seconds: a steady stream of bad books must not flood.
+    const last = this._resynced.get(message.symbol) ?? -Infinity;
+    if (Date.now() - last < BOOK_RESYNC_INTERVAL_MS) return false;
+    this._resynced.set(message.symbol, Date.now());
+    const request = LIST_REQUESTS.orderbook;
+    this.send({ type: request.unsubscribe, [request.field]: [message.symbol] });
+    this.send({ type: request.subscribe, [request.field]: [message.symbol] });
+    return false;
+  }
+
+  // --- in-band token refresh (/ws/trading) ------------------------------------------------------
+
+  _scheduleTokenRefresh(expiry) {
+    this._clearTimer("tokenRefresh");
+    if (!expiry || !this._ws) return;
+    this._refreshRetried = false;
+    // A minute before expiry, but never sooner than half the time left (short-lived tokens).
+    const left = expiry - Date.now();
+    this._armTokenRefresh(Math.max(left - this.options.refreshMargin * 1000, left / 2, 1000));
+  }
+
+  _armTokenRefresh(delay) {
+    this._clearTimer("tokenRefresh");
+    this._timers.tokenRefresh = setTimeout(() => this._refreshInBand(), Math.max(0, delay));
+  }
+
+  async _refreshInBand() {
+    const ws = this._ws;
+    const fetchToken = this.options.refreshToken ?? (this.options.getToken && (() => this.options.getToken({ refresh: true })));
+    if (!fetchToken || !ws) return;
+    let token;
+    try {
+      token = await fetchToken();
+    } catch (error) {
+      this._emit("token_refresh_failed", { reason: String(error?.message ?? error) });
+      return;
+    }
+    if (ws !== this._ws || !token) return;
+    this._pendingToken = token;
+    this._refreshing = true;
+    this.send({ type: "refresh", token });
+  }
+
+  _onRefreshed(message) {
+    this._refreshing = false;
+    if (this._pendingToken) this._token = this._pendingToken;
+    this._pendingToken = null;
+    const expiresAt = Date.parse(message.expires_at) || jwtExpiry(this._token);
+    this._emit("token_refreshed", { expiresAt });
+    this._scheduleTokenRefresh(expiresAt);
   }
 
   /** Send a JSON message now; returns false when the socket is not open (nothing is queued). */
@@ -459,16 +654,32 @@ export class TradingWebSocket {
       else wanted.delete(item);
     }
     const request = LIST_REQUESTS[kind];
+    if (!subscribe) for (const item of list) this._positions.delete(`${positionKind(kind)}:${item}`);
     this.send({ type: subscribe ? request.subscribe : request.unsubscribe, [request.field]: list });
     return this;
   }
 
+  /** Subscribe again to everything, resuming channels and trades from their positions (`since`). */
   _resubscribe() {
     for (const [kind, items] of this._wanted) {
       if (items.size === 0) continue;
       const request = LIST_REQUESTS[kind];
-      this.send({ type: request.subscribe, [request.field]: [...items] });
+      const message = { type: request.subscribe, [request.field]: [...items] };
+      const since = RESUMABLE_KINDS.has(kind) ? this._since(kind, items) : null;
+      if (since) message.since = since;
+      this.send(message);
     }
+  }
+
+  _since(kind, items) {
+    const since = {};
+    for (const item of items) {
+      const known = this._positions.get(`${kind}:${item}`);
+      if (known && typeof known.epoch === "string" && typeof known.seq === "number") {
+        since[item] = { epoch: known.epoch, seq: known.seq };
+      }
+    }
+    return Object.keys(since).length > 0 ? since : null;
   }
 
   // --- timers -----------------------------------------------------------------------------------
@@ -481,6 +692,76 @@ export class TradingWebSocket {
   _clearTimers() {
     for (const name of Object.keys(this._timers)) this._clearTimer(name);
   }
+}
+
+/** The position kind of a subscription kind: tickers on /ws/trading ("symbols") are ticker positions. */
+function positionKind(kind) {
+  return kind === "symbols" ? "ticker" : kind;
+}
+
+/** The position kind a `subscribed` ack is about: "channels", "ticker", "trades" or "orderbook". */
+function ackKind(message) {
+  if (Array.isArray(message.channels)) return "channels";
+  if (typeof message.stream === "string") return message.stream;
+  if (Array.isArray(message.symbols)) return "ticker"; // subscribe_symbol on /ws/trading
+  return null;
+}
+
+/** [kind, name] of the position a message advances, or [null] when it has none. */
+function sequenceKey(message) {
+  const channel = CHANNEL_OF_TYPE[message.type];
+  if (channel) return ["channels", channel];
+  const stream = STREAM_OF_TYPE[message.type];
+  if (stream && typeof message.symbol === "string") return [stream, message.symbol];
+  return [null];
+}
+
+/** The `exp` of a JWT in epoch ms (read only to schedule a refresh, never trusted), or null. */
+export function jwtExpiry(token) {
+  if (typeof token !== "string") return null;
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(payload.padEnd(payload.length + ((4 - (payload.length % 4)) % 4), "=")));
+    return typeof claims.exp === "number" ? claims.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n += 1) {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** CRC32 (as zlib.crc32, unsigned) of an ASCII string. */
+export function crc32(text) {
+  let crc = 0xffffffff;
+  for (let i = 0; i < text.length; i += 1) crc = CRC_TABLE[(crc ^ text.charCodeAt(i)) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * The server's order book checksum (Kraken's WebSocket v2 book checksum): CRC32 of the top 10 asks
+ * then the top 10 bids, best first, each level's price then quantity as sent with "." removed and
+ * leading zeros stripped.
+ */
+export function bookChecksum(bids, asks) {
+  const digits = (value) => String(value).replaceAll(".", "").replace(/^0+/, "");
+  const side = (levels) => levels.slice(0, 10).map(([price, quantity]) => digits(price) + digits(quantity)).join("");
+  return crc32(side(asks) + side(bids));
+}
+
+/** The URL with batch=1 added (array frames) when asked for. */
+function withBatch(url, batch) {
+  if (!batch) return url;
+  const parsed = new URL(url);
+  parsed.searchParams.set("batch", "1");
+  return parsed.href;
 }
 
 /** "/ws/market" -> "ws://host/ws/market" (wss:// on an https page); absolute URLs pass through. */

@@ -77,14 +77,17 @@ def redis_publish(stack, settings):
     """Publish through realtime.publish from the test process onto the stack's Redis layers and cache."""
     from channels.layers import channel_layers
 
-    from realtime import publish
+    from realtime import history, publish
     from tradingsite.settings import caches
     from tradingsite.settings import channel_layers as layers_for
 
     settings.CHANNEL_LAYERS = layers_for(stack.redis_url)
     settings.CACHES = caches(stack.redis_url)
     channel_layers.backends.clear()
+    app = settings.APP  # the stack's daphnes number events in the same Redis history
+    history.set_history(history.RedisHistory(stack.redis_url, app.ws_history_size, app.ws_history_ttl))
     yield publish
+    history.set_history(None)
     channel_layers.backends.clear()
 
 

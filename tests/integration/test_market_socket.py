@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from marketdata import latest
@@ -10,17 +12,24 @@ from tests import messages
 from tests.integration.harness import Client
 from tests.support import access_token
 
+_stamps = itertools.count(1)
+
 
 def ticker(symbol: str, price: str = "50000.00") -> dict:
-    return messages.ticker(symbol, price, price_change="-12.50", price_change_percent="-0.025")
+    """A ticker with a timestamp of its own, so tests find it among a live worker's tickers."""
+    return messages.ticker(symbol, price, price_change="-12.50", price_change_percent="-0.025", timestamp=unique_time())
 
 
 def trade(symbol: str, price: str = "50000.01", side: str = "sell") -> dict:
-    return messages.trade(symbol, price, side, quantity="0.00100000")
+    return messages.trade(symbol, price, side, quantity="0.00100000", timestamp=unique_time())
 
 
 def book(symbol: str, bid: str = "49999.99") -> dict:
-    return messages.orderbook(symbol, bid)
+    return messages.orderbook(symbol, bid, timestamp=unique_time())
+
+
+def unique_time() -> str:
+    return protocol.iso_from_millis(1_700_000_000_000 + next(_stamps))
 
 
 async def market(gateway) -> Client:
@@ -40,9 +49,9 @@ async def test_ticker_values_reach_the_client_unchanged(gateway, redis_publish):
     async with await market(gateway) as client:
         await client.subscribe({"type": "subscribe_ticker", "symbols": ["ADAUSDT"]})
         sent = ticker("ADAUSDT", price="0.38420000")
-        await redis_publish.apublish_market(sent)
-        got = await client.recv_until(lambda m: m.get("seq") == sent["seq"])
-    assert got == sent
+        frame = await redis_publish.apublish_market(sent)
+        got = await client.recv_until(lambda m: m.get("timestamp") == sent["timestamp"])
+    assert got == {**sent, "seq": frame.seq}
 
 
 async def test_trades_and_books_reach_the_client_unchanged(gateway, redis_publish):
@@ -50,17 +59,18 @@ async def test_trades_and_books_reach_the_client_unchanged(gateway, redis_publis
         await client.subscribe({"type": "subscribe_trades", "symbols": ["BTCUSDT"]})
         await client.subscribe({"type": "subscribe_orderbook", "symbols": ["BTCUSDT"]})
         sent_trade, sent_book = trade("BTCUSDT"), book("BTCUSDT", bid="49999.98")
-        await redis_publish.apublish_market(sent_trade)
-        await redis_publish.apublish_market(sent_book)
+        trade_frame = await redis_publish.apublish_market(sent_trade)
+        book_frame = await redis_publish.apublish_market(sent_book)
         got_trade = await client.recv_until(lambda m: m["type"] == "trade" and m["trade_id"] == sent_trade["trade_id"])
         got_book = await client.recv_until(lambda m: m["type"] == "orderbook" and m["bids"][0][0] == "49999.98")
-    assert got_trade == sent_trade and got_book == sent_book
+    assert got_trade == {**sent_trade, "seq": trade_frame.seq}
+    assert got_book == {**sent_book, "seq": book_frame.seq}
 
 
 async def seen_until(client: Client, marker: dict) -> list[dict]:
     """Every ticker that arrives up to and including `marker`."""
     seen = []
-    while not seen or seen[-1].get("seq") != marker["seq"]:
+    while not seen or seen[-1].get("timestamp") != marker["timestamp"]:
         seen.append(await client.recv_until(lambda m: m["type"] == "ticker"))
     return seen
 
@@ -87,7 +97,7 @@ async def test_unsubscribe_stops_the_flow(gateway, redis_publish):
         marker = ticker("XRPUSDT")
         await redis_publish.apublish_market(marker)
         seen = await seen_until(client, marker)
-    assert late["seq"] not in {m.get("seq") for m in seen}
+    assert late["timestamp"] not in {m.get("timestamp") for m in seen}
 
 
 async def test_a_new_subscriber_gets_the_last_ticker_and_book_at_once(gateway, redis_publish):
@@ -139,10 +149,10 @@ async def test_trading_subscribe_symbol_receives_the_same_ticker_groups(gateway,
         await trading.subscribe({"type": "subscribe_symbol", "symbols": ["ADAUSDT"]})
         await public.subscribe({"type": "subscribe_ticker", "symbols": ["ADAUSDT"]})
         sent = ticker("ADAUSDT", price="0.40000000")
-        await redis_publish.apublish_market(sent)
-        a = await trading.recv_until(lambda m: m.get("seq") == sent["seq"])
-        b = await public.recv_until(lambda m: m.get("seq") == sent["seq"])
-    assert a == b == sent
+        frame = await redis_publish.apublish_market(sent)
+        a = await trading.recv_until(lambda m: m.get("timestamp") == sent["timestamp"])
+        b = await public.recv_until(lambda m: m.get("timestamp") == sent["timestamp"])
+    assert a == b == {**sent, "seq": frame.seq}
 
 
 async def test_market_flooding_gets_4029(gateway):

@@ -15,6 +15,7 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
+from realtime import protocol
 from tests import messages
 from tests.integration.harness import Client
 from tests.support import TIMEOUT, access_token
@@ -58,8 +59,12 @@ async def publish_alerts(publish, user: int, count: int) -> None:
 
 
 def ticker(seq: int) -> dict:
-    """A ~2 KB ticker (its volume padded with zeros, still a valid amount) numbered by `seq`."""
-    return messages.ticker(price=f"{50000 + seq}.00", volume="1." + "0" * len(PAD), seq=seq)
+    """A ~2 KB ticker (its volume padded with zeros, still a valid amount), told apart by its price."""
+    return messages.ticker(price=price_of(seq), volume="1." + "0" * len(PAD), timestamp=protocol.now_iso())
+
+
+def price_of(seq: int) -> str:
+    return f"{50000 + seq}.00"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,7 @@ async def test_a_client_that_stops_reading_prices_keeps_server_memory_bounded(sl
     await silent.send('{"type": "subscribe_ticker", "symbols": ["BTCUSDT"]}')
     pid = slow_gateway.service.process.pid
     await redis_publish.apublish_market(ticker(0))
-    await reader.recv_until(lambda m: m["type"] == "ticker" and m.get("seq") == 0)  # the flow works
+    await reader.recv_until(lambda m: m["type"] == "ticker" and m.get("price") == price_of(0))  # the flow works
     baseline = rss_bytes(pid)
     peak, seq, published = baseline, 0, 0
     loop = asyncio.get_running_loop()
@@ -87,12 +92,12 @@ async def test_a_client_that_stops_reading_prices_keeps_server_memory_bounded(sl
             seq += 1
             await redis_publish.apublish_market(ticker(seq))
             published += 2100
-        await reader.recv_until(lambda m, s=seq: m["type"] == "ticker" and m.get("seq") == s)  # keep pace
+        await reader.recv_until(lambda m, s=seq: m["type"] == "ticker" and m.get("price") == price_of(s))  # keep pace
         peak = max(peak, rss_bytes(pid))
     conflations = metric(slow_gateway, "ws_outbox_conflations_total")
     # The silent client now reads: what it gets ends with the newest price, none lost at the end.
     last = None
-    while last is None or last.get("seq") != seq:
+    while last is None or last.get("price") != price_of(seq):
         last = protocol_loads(await asyncio.wait_for(silent.recv(), TIMEOUT))
     await silent.close()
     await reader.close()

@@ -50,7 +50,7 @@ MONEY = {
     "total_pnl",
     "win_rate",
 }
-COUNTS = {"trades_today"}  # the only values a trading event may carry as JSON numbers
+COUNTS = {"trades_today", "seq"}  # the only values a trading event may carry as JSON numbers
 PLAIN_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
 
 

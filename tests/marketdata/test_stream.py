@@ -12,9 +12,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from marketdata import latest, normalize, status
+from marketdata.checksum import book_checksum
 from marketdata.models import Symbol
 from marketdata.stream import WorkerOptions, load_enabled_symbols
-from realtime import groups, protocol
+from realtime import groups, history, protocol, publish
 from tests.marketdata.exchange import running_simulator
 from tests.marketdata.worker import (
     Collector,
@@ -67,9 +68,25 @@ async def test_a_trade_is_published_with_the_values_the_exchange_sent():
             published = await spy.next(trade_with_id(sent["t"]))
             await collector.wait_for(trade_with_id(sent["t"]))
 
-            assert published == normalize.trade(sent)
+            assert published == {**normalize.trade(sent), "seq": published["seq"]}
             assert (published["price"], published["quantity"], published["side"]) == ("50123.45", "0.75", "sell")
             assert latest.last_trade_price("BTCUSDT") == Decimal("50123.45")
+
+
+async def test_trades_are_numbered_per_symbol_and_kept_in_their_history():
+    async with running_simulator(trade_chance=0) as simulator:
+        spy = await GroupSpy.join(groups.market("trades", "btcusdt"))
+        async with running_worker(simulator):
+            await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+            sent = [simulator.print_trade("BTCUSDT", f"5000{n}", "1", buyer_maker=False) for n in range(3)]
+            published = [await spy.next(trade_with_id(trade["t"])) for trade in sent]
+
+    seqs = [message["seq"] for message in published]
+    assert seqs == list(range(seqs[0], seqs[0] + 3))
+    store = history.get_history()
+    position = await store.position(history.trades_key("BTCUSDT"))
+    kept = await store.since(history.trades_key("BTCUSDT"), position.epoch, seqs[0] - 1)
+    assert [orjson.loads(text) for text in kept][-3:] == published
 
 
 async def test_a_ticker_is_published_unchanged_and_kept_as_the_latest_frame(simulator):
@@ -82,9 +99,31 @@ async def test_a_ticker_is_published_unchanged_and_kept_as_the_latest_frame(simu
 
     history = simulator.history["ethusdt@ticker"]
     sent = [p for p in history if protocol.iso_from_millis(p["E"]) == published["timestamp"]]
-    assert published == normalize.ticker(sent[-1])
+    assert published == {**normalize.ticker(sent[-1]), "seq": published["seq"]}
     assert (stored["type"], stored["symbol"]) == ("ticker", "ETHUSDT")
     assert stored["timestamp"] >= published["timestamp"]
+    assert stored["seq"] >= published["seq"]
+
+
+async def test_tickers_and_books_are_numbered_one_by_one_per_symbol(simulator):
+    spy = await GroupSpy.join(groups.market("ticker", "ethusdt"), groups.market("orderbook", "ethusdt"))
+    seqs: dict[str, list[int]] = {"ticker": [], "orderbook": []}
+    async with running_worker(simulator):
+        while min(len(numbers) for numbers in seqs.values()) < 3:
+            message = await spy.next()
+            seqs[message["type"]].append(message["seq"])
+
+    for kind, numbers in seqs.items():
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), kind
+
+
+async def test_every_published_order_book_carries_the_checksum_of_its_levels(simulator):
+    spy = await GroupSpy.join(groups.market("orderbook", "btcusdt"))
+    async with running_worker(simulator):
+        books = [await spy.next() for _ in range(3)]
+
+    for book in books:
+        assert book["checksum"] == book_checksum(book["bids"], book["asks"])
 
 
 async def test_the_published_order_book_matches_the_exchange_book(simulator):
@@ -349,6 +388,7 @@ async def test_the_worker_writes_a_status_record_for_ws_status(simulator, monkey
     assert record["symbols"] == ["BTCUSDT", "ETHUSDT"]
     assert record["last_message_at"].endswith("Z")
     assert record["updated_at"].endswith("Z")
+    assert record["epoch"] == publish.MARKET_EPOCH  # of the ticker and book seqs, for positions
 
 
 async def test_stopping_closes_the_connections_and_says_so_in_the_status(simulator):

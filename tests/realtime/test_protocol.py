@@ -55,7 +55,7 @@ def refused(raw, endpoint: Endpoint = Endpoint.TRADING, **kwargs) -> ProtocolErr
 
 
 def ticker_message(symbol: str = "BTCUSDT", price: str = "50000.00") -> dict:
-    return messages.ticker(symbol, price, seq=None)
+    return messages.ticker(symbol, price)
 
 
 trade_message = messages.trade

@@ -1,0 +1,283 @@
+"""Bounded, recoverable history per key: where a trading event (or a market trade) gets its `seq`.
+
+A key is one user's trading channel (`user_key`) or one market trade stream (`trades_key`). Each key
+has an epoch and a counter. `append` assigns the next seq and stores the encoded message in the
+same atomic step, so two publishers in different processes (a REST request in one daphne, a fill in
+the worker) can never produce the same or a skipped seq. A client that remembers `(epoch, seq)`
+gets exactly what it missed from `since`, or None when that cannot be served.
+
+With REDIS_URL the history lives in Redis (one hash with the epoch and the counter, one stream with
+the events; a Lua script does increment + XADD + MAXLEN + TTL at once); without it, in process
+memory (the embedded single-process mode), with the same semantics.
+
+The window: the last `WS_HISTORY_SIZE` events of a key that are at most `WS_HISTORY_TTL` seconds
+old. A key untouched for `WS_HISTORY_TTL` seconds is forgotten whole.
+
+The epoch rule: a key's epoch is created with its counter (HSETNX) the first time the key is used
+after it did not exist, and lives and dies with the counter. Whenever the counter is lost (Redis
+flushed, restarted without persistence, the key expired, a new embedded process) the next use
+creates a new random epoch, so a position from before can never be mistaken for one in the new
+count; its `since` answers None (the caller sends `recovered: false` and the snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from realtime import protocol
+
+
+@dataclass(frozen=True)
+class Position:
+    epoch: str
+    seq: int  # the last seq stored under the key; 0 when none yet
+
+    def as_dict(self) -> dict:
+        """As the `positions` entries of a `subscribed` ack carry it."""
+        return {"epoch": self.epoch, "seq": self.seq}
+
+
+@dataclass(frozen=True)
+class Appended:
+    epoch: str
+    seq: int
+    text: str  # the encoded message with its `seq`, ready for every socket
+
+
+def user_key(user_id: int | str, channel: str) -> str:
+    """The history of one user's trading channel ("orders", "risk_alerts", ...)."""
+    return f"user.{user_id}.{channel}"
+
+
+def trades_key(symbol: str) -> str:
+    """The history of one symbol's market trades."""
+    return f"trades.{symbol.upper()}"
+
+
+def encode_with_seq(message: dict, seq: int) -> str:
+    """The message encoded once, with `seq` as its last field (what every store keeps and returns)."""
+    return with_seq(_body(message), seq)
+
+
+def with_seq(body: str, seq: int) -> str:
+    """An encoded JSON object with `"seq":N` added last. The Redis script builds the same text."""
+    return f'{body[:-1]},"seq":{seq}}}'
+
+
+def _body(message: dict) -> str:
+    if "seq" in message:
+        raise ValueError("the history assigns `seq`; the message must not carry one")
+    if not message:
+        raise ValueError("an empty message has nothing to store")
+    return protocol.encode(message)
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+# --- in memory (embedded mode) ------------------------------------------------------------------
+
+
+@dataclass
+class _Key:
+    epoch: str
+    seq: int = 0
+    touched: float = 0.0
+    events: deque = field(default_factory=deque)  # (seq, stored at, text), oldest first
+
+
+class MemoryHistory:
+    """One process's history. Never awaits inside; the lock is for sync callers whose
+    `async_to_sync` runs on a loop of its own in another thread."""
+
+    def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.size, self.ttl, self._clock = size, ttl, clock
+        self._keys: dict[str, _Key] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, key: str, *, create: bool) -> _Key | None:
+        now = self._clock()
+        entry = self._keys.get(key)
+        if entry is not None and now - entry.touched > self.ttl:
+            del self._keys[key]  # untouched for the TTL: forgotten, as Redis expires the keys
+            entry = None
+        if entry is None and create:
+            entry = self._keys[key] = _Key(epoch=_new_epoch(), events=deque(maxlen=self.size))
+        if entry is not None and create:
+            entry.touched = now
+        return entry
+
+    async def append(self, key: str, message: dict) -> Appended:
+        body = _body(message)
+        with self._lock:
+            entry = self._get(key, create=True)
+            entry.seq += 1
+            text = with_seq(body, entry.seq)
+            entry.events.append((entry.seq, entry.touched, text))
+            return Appended(entry.epoch, entry.seq, text)
+
+    async def position(self, key: str) -> Position:
+        with self._lock:
+            entry = self._get(key, create=True)
+            return Position(entry.epoch, entry.seq)
+
+    async def since(self, key: str, epoch: str, seq: int) -> list[str] | None:
+        with self._lock:
+            entry = self._get(key, create=False)
+            return None if entry is None else self._range(key, epoch, seq, entry.seq)
+
+    async def read_range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
+        with self._lock:
+            return self._range(key, epoch, after_seq, up_to_seq)
+
+    def _range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
+        entry = self._get(key, create=False)
+        if entry is None or not _well_formed(epoch, after_seq):
+            return None
+        if not _servable(entry.epoch, entry.seq, epoch, after_seq, up_to_seq):
+            return None
+        if after_seq == up_to_seq:
+            return []
+        oldest = self._clock() - self.ttl
+        found = [(seq, at, text) for seq, at, text in entry.events if after_seq < seq <= up_to_seq]
+        if len(found) != up_to_seq - after_seq or found[0][1] < oldest:
+            return None  # trimmed by size or too old
+        return [text for _seq, _at, text in found]
+
+
+def _well_formed(epoch: object, seq: object) -> bool:
+    """A position as a client may send it: a string epoch and a whole seq (bool is not one)."""
+    return isinstance(epoch, str) and isinstance(seq, int) and not isinstance(seq, bool)
+
+
+def _servable(stored_epoch: str, last: int, epoch: str, after_seq: int, up_to_seq: int) -> bool:
+    return stored_epoch == epoch and 0 <= after_seq <= up_to_seq <= last
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+# KEYS: meta hash, stream. ARGV: a fresh epoch, the encoded message, size, ttl.
+# A new epoch drops any stream left from the old count, so XADD's ids start again at 1-0.
+_APPEND = """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local text = string.sub(ARGV[2], 1, -2) .. ',"seq":' .. seq .. '}'
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 't', ms, 'm', text)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {redis.call('HGET', KEYS[1], 'epoch'), seq}
+"""
+
+# KEYS: meta hash, stream. ARGV: a fresh epoch, ttl.
+_POSITION = """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'seq', 0)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+"""
+
+# KEYS: meta hash, stream. ARGV: epoch, after seq, up-to seq ('' for the last), ttl.
+# Returns nil when the range cannot be served whole, else the texts in order.
+_RANGE = """
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+if meta[1] ~= ARGV[1] then return false end
+local last = tonumber(meta[2] or '0')
+local after = tonumber(ARGV[2])
+local upto = last
+if ARGV[3] ~= '' then upto = tonumber(ARGV[3]) end
+if after < 0 or after > upto or upto > last then return false end
+if after == upto then return {} end
+local entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', upto .. '-0')
+if #entries ~= upto - after then return false end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if ms - tonumber(entries[1][2][2]) > tonumber(ARGV[4]) * 1000 then return false end
+local texts = {}
+for i, entry in ipairs(entries) do texts[i] = entry[2][4] end
+return texts
+"""
+
+
+class RedisHistory:
+    """The history of every process, in Redis: `hist:{key}:m` (epoch, seq) and `hist:{key}:s` (events)."""
+
+    def __init__(self, url: str, size: int, ttl: int, prefix: str = "hist") -> None:
+        self.size, self.ttl = size, ttl
+        self._url, self._prefix = url, prefix
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
+
+    def _keys(self, key: str) -> tuple[str, str]:
+        # The braces keep both keys in one hash slot, so the scripts also work on a Redis Cluster.
+        return f"{self._prefix}:{{{key}}}:m", f"{self._prefix}:{{{key}}}:s"
+
+    def _redis(self):
+        import redis.asyncio as aioredis
+
+        # One client per event loop (the server's, the test's, the ones async_to_sync makes for
+        # sync callers without a loop); clients of closed loops are dropped.
+        loop = asyncio.get_running_loop()
+        for loop_id, (other, _client) in list(self._clients.items()):
+            if other.is_closed():
+                del self._clients[loop_id]
+        if id(loop) not in self._clients:
+            self._clients[id(loop)] = (loop, aioredis.Redis.from_url(self._url, decode_responses=True))
+        return self._clients[id(loop)][1]
+
+    async def append(self, key: str, message: dict) -> Appended:
+        body = _body(message)
+        epoch, seq = await self._redis().eval(_APPEND, 2, *self._keys(key), _new_epoch(), body, self.size, self.ttl)
+        return Appended(epoch, int(seq), with_seq(body, int(seq)))
+
+    async def position(self, key: str) -> Position:
+        epoch, seq = await self._redis().eval(_POSITION, 2, *self._keys(key), _new_epoch(), self.ttl)
+        return Position(epoch, int(seq or 0))
+
+    async def since(self, key: str, epoch: str, seq: int) -> list[str] | None:
+        return await self._range(key, epoch, seq, "")
+
+    async def read_range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
+        return await self._range(key, epoch, after_seq, str(int(up_to_seq)))
+
+    async def _range(self, key: str, epoch: str, after_seq: int, up_to: str) -> list[str] | None:
+        if not _well_formed(epoch, after_seq):
+            return None
+        texts = await self._redis().eval(_RANGE, 2, *self._keys(key), epoch, after_seq, up_to, self.ttl)
+        return None if texts is None else list(texts)
+
+
+History = MemoryHistory | RedisHistory
+_history: History | None = None
+
+
+def get_history() -> History:
+    """The process's history store: Redis with REDIS_URL, memory otherwise."""
+    global _history
+    if _history is None:
+        app = settings.APP
+        if app.redis_url:
+            _history = RedisHistory(app.redis_url, app.ws_history_size, app.ws_history_ttl)
+        else:
+            _history = MemoryHistory(app.ws_history_size, app.ws_history_ttl)
+    return _history
+
+
+def set_history(store: History | None) -> None:
+    """Use this store from now on (a test process publishing onto a stack's Redis); None: from settings."""
+    global _history
+    _history = store
