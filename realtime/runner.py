@@ -1,0 +1,112 @@
+"""Carries out a connection's `Session` actions on daphne and the channel layers: the I/O half of it.
+
+The session decides; the runner sends frames, joins and leaves groups, loads snapshots and history
+positions (feeding the results back to the session), and keeps the heartbeat and drain timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from channels.layers import get_channel_layer
+
+from realtime import groups, metrics, recovery, session
+from realtime.middleware import validate_access_token
+from realtime.providers import providers
+from realtime.registry import Connection, get_registry
+
+
+@dataclass
+class Runner:
+    session: session.Session
+    conn: Connection
+    send: object  # daphne's ASGI send callable
+    channel_names: dict[str, str]  # channel-layer alias -> this connection's channel name
+    backlog: object  # () -> bytes daphne holds for the socket (realtime.flow)
+    loop: asyncio.AbstractEventLoop
+    registered: bool = False
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def run(self, actions: list[session.Action]) -> None:
+        """Carry out a session's actions, in order."""
+        for action in actions:
+            await _ACTIONS[type(action)](self, action)
+
+    async def _send(self, action: session.Send) -> None:
+        self.session.sent(self.loop.time())
+        await self.send({"type": "websocket.send", "text": action.text})
+        metrics.count_out(action.label)
+
+    async def _membership(self, action: session.Join | session.Leave) -> None:
+        alias, group = groups.of(action.sub, self.conn.user_id)
+        layer = get_channel_layer(alias)
+        change = layer.group_add if isinstance(action, session.Join) else layer.group_discard
+        await change(group, self.channel_names[alias])
+
+    async def _fetch(self, action: session.FetchSnapshots) -> None:
+        for sub, texts in (await providers.snapshots(action.subs, self.conn.user_id)).items():
+            await self.run(self.session.snapshot(sub, texts, self.backlog()))
+
+    async def _load_positions(self, action: session.LoadPositions) -> None:
+        loaded = await recovery.load(action.subs, action.request.since, self.conn.user_id)
+        await self.run(self.session.positions_loaded(action, loaded, self.backlog()))
+
+    async def _fill_gap(self, action: session.FillGap) -> None:
+        texts = await recovery.gap(action, self.conn.user_id)
+        await self.run(self.session.gap_filled(action, texts, self.backlog()))
+
+    async def _check_token(self, action: session.CheckToken) -> None:
+        await self.run(self.session.token_checked(*validate_access_token(action.token)))
+
+    async def _count(self, action: session.SubscriptionsChanged) -> None:
+        if self.registered:
+            await get_registry().set_subscriptions(self.conn.conn_id, action.count)
+
+    async def _drain(self, action: session.Drain) -> None:
+        async def drain() -> None:
+            while (step := self.session.drain(self.backlog())) is not None:
+                await (asyncio.sleep(step) if isinstance(step, float) else self._send(step))
+
+        self.tasks.append(self.loop.create_task(drain()))
+
+    async def _close(self, action: session.Close) -> None:
+        await self.send({"type": "websocket.close", "code": action.code, "reason": action.reason})
+
+    def start_keepalive(self) -> None:
+        """Heartbeats after silence, and the close when the token expires (the session's deadlines)."""
+
+        async def keepalive() -> None:
+            while not self.session.closed:
+                await asyncio.sleep(self.session.next_deadline(self.loop.time(), time.time()))
+                await self.run(self.session.tick(self.loop.time(), time.time()))
+
+        self.tasks.append(self.loop.create_task(keepalive()))
+
+    async def end(self) -> None:
+        """The socket is gone: stop the timers, leave every group, give back the registry place."""
+        for task in self.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.run(self.session.end())
+        if self.registered:
+            metrics.ACTIVE_CONNECTIONS.labels(endpoint=str(self.session.endpoint)).dec()
+            metrics.CONNECTION_DURATION.observe(self.loop.time() - self.session.now)
+            with contextlib.suppress(Exception):
+                await get_registry().release(self.conn.conn_id)
+
+
+_ACTIONS = {
+    session.Send: Runner._send,
+    session.Join: Runner._membership,
+    session.Leave: Runner._membership,
+    session.FetchSnapshots: Runner._fetch,
+    session.LoadPositions: Runner._load_positions,
+    session.FillGap: Runner._fill_gap,
+    session.CheckToken: Runner._check_token,
+    session.SubscriptionsChanged: Runner._count,
+    session.Drain: Runner._drain,
+    session.Close: Runner._close,
+}
