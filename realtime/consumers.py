@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import uuid
+from urllib.parse import parse_qs
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
@@ -40,11 +41,12 @@ class GatewayConsumer(AsyncConsumer):
             channel_names[alias] = await get_channel_layer(alias).new_channel()
             receivers.append(functools.partial(get_channel_layer(alias).receive, channel_names[alias]))
         loop = asyncio.get_running_loop()
-        self.session = session.Session(self.endpoint, session.Limits.from_config(settings.APP), loop.time())
+        limits = session.Limits.from_config(settings.APP)
+        self.session = session.Session(self.endpoint, limits, loop.time(), batch=_asks_for_batches(scope))
         conn = Connection(uuid.uuid4().hex, str(self.endpoint), None)
         self.runner = Runner(self.session, conn, send, channel_names, flow.backlog_probe(send), loop)
         try:
-            await dispatch_in_order(receivers, self.dispatch)
+            await dispatch_in_order(receivers, self.dispatch, self.layer_messages)
         except StopConsumer:
             pass
         finally:
@@ -86,6 +88,14 @@ class GatewayConsumer(AsyncConsumer):
     async def layer_message(self, event: dict) -> None:
         """A market update or a trading event from a channel layer, encoded once by its publisher."""
         await self.runner.run(self.session.event(event, self.runner.backlog()))
+
+    async def layer_messages(self, events: list[dict]) -> None:
+        """Layer events that were waiting together (one array frame for a ?batch=1 connection)."""
+        await self.runner.run(self.session.events(events, self.runner.backlog()))
+
+
+def _asks_for_batches(scope: dict) -> bool:
+    return parse_qs(scope.get("query_string", b"").decode("latin-1")).get("batch", [""])[-1] == "1"
 
 
 _EVENT_HANDLERS = {

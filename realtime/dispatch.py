@@ -14,8 +14,12 @@ from realtime import metrics
 from realtime.inbox import Inbox
 
 
-async def dispatch_in_order(sources: list, dispatch) -> None:
-    """Dispatch events from every source one at a time, in arrival order, until a handler raises."""
+async def dispatch_in_order(sources: list, dispatch, dispatch_layer_events=None) -> None:
+    """Dispatch events from every source one at a time, in arrival order, until a handler raises.
+
+    With `dispatch_layer_events`, channel-layer events that are already waiting together are handed
+    over in one call (so a batched connection can write them as one frame); nothing waits for more.
+    """
     inbox = Inbox()
 
     async def pump(source) -> None:
@@ -34,11 +38,19 @@ async def dispatch_in_order(sources: list, dispatch) -> None:
             event = await inbox.get()
             if isinstance(event, _Failed):
                 raise event.error
-            await dispatch(event)
+            more = inbox.take_ready(_from_a_layer) if dispatch_layer_events and _from_a_layer(event) else []
+            if more:
+                await dispatch_layer_events([event, *more])
+            else:
+                await dispatch(event)
     finally:
         for task in pumps:
             task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _from_a_layer(event) -> bool:
+    return isinstance(event, dict) and not event.get("type", "").startswith("websocket.")
 
 
 @dataclasses.dataclass(frozen=True)

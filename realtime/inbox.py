@@ -39,6 +39,20 @@ class Inbox:
         self._ready.set()
         return replaced
 
+    def take_ready(self, wanted) -> list:
+        """The events at the head that are already waiting and `wanted`, without waiting for more."""
+        taken = []
+        while self._order:
+            head = self._order[0]
+            event = self._state[head.name] if isinstance(head, _Key) else head
+            if not wanted(event):
+                break
+            self._order.popleft()
+            if isinstance(head, _Key):
+                del self._state[head.name]
+            taken.append(event)
+        return taken
+
     async def get(self):
         while not self._order:
             self._ready.clear()

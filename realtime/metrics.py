@@ -23,9 +23,9 @@ PUBLISHED = Counter("realtime_published_total", "Messages published to channel-l
 _out_children: dict[str, object] = {}
 
 
-def count_out(kind: str) -> None:
+def count_out(kind: str, messages: int = 1) -> None:
     """MESSAGES_OUT for one message; label children cached because this runs per message per client."""
     child = _out_children.get(kind)
     if child is None:
         child = _out_children[kind] = MESSAGES_OUT.labels(type=kind)
-    child.inc()
+    child.inc(messages)

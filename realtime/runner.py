@@ -38,7 +38,7 @@ class Runner:
     async def _send(self, action: session.Send) -> None:
         self.session.sent(self.loop.time())
         await self.send({"type": "websocket.send", "text": action.text})
-        metrics.count_out(action.label)
+        metrics.count_out(action.label, action.messages)
 
     async def _membership(self, action: session.Join | session.Leave) -> None:
         alias, group = groups.of(action.sub, self.conn.user_id)

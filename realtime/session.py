@@ -49,6 +49,7 @@ Sub = MarketSub | UserSub
 class Send:
     text: str
     label: str  # the message type, for metrics
+    messages: int = 1  # more than one: a batched array frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +304,12 @@ class Session:
 
     # --- what goes out ----------------------------------------------------------------------------
 
+    def events(self, events: list[dict], backlog: int) -> list[Action]:
+        """Several layer events that were already waiting: with ?batch=1, what can be written at once
+        goes out as one array frame (never delayed: only what had already arrived is combined)."""
+        actions = [action for event in events for action in self.event(event, backlog)]
+        return _batched(actions) if self.batch else actions
+
     def event(self, event: dict, backlog: int) -> list[Action]:
         """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
         if event["type"] == protocol.USER_EVENT:
@@ -366,7 +373,13 @@ class Session:
             return None
         if backlog > flow.LOW_WATER:
             return DRAIN_POLL_SECONDS
-        return Send(self.outbox.pop(), "queued")
+        if not self.batch:
+            return Send(self.outbox.pop(), "queued")
+        texts, size = [], 0
+        while self.outbox and size < BATCH_MAX_BYTES:  # a frame a client can take in one read or so
+            texts.append(self.outbox.pop())
+            size += len(texts[-1])
+        return _one_frame(texts)
 
     def sent(self, now: float) -> None:
         """The adapter wrote a frame (for the heartbeat's silence timer)."""
@@ -411,7 +424,35 @@ class Session:
         return []
 
 
-DRAIN_POLL_SECONDS = 0.05  # Twisted gives no async signal for "buffer drained"
+def _one_frame(texts: list[str]) -> Send:
+    """Already-encoded messages as one JSON array frame, without decoding or re-encoding them."""
+    if len(texts) == 1:
+        return Send(texts[0], "queued")
+    return Send("[" + ",".join(texts) + "]", "batch", len(texts))
+
+
+def _batched(actions: list[Action]) -> list[Action]:
+    """Consecutive sends merged into one array frame; every other action keeps its place."""
+    merged: list[Action] = []
+    run: list[Send] = []
+    size = 0
+    for action in [*actions, None]:
+        if isinstance(action, Send) and size < BATCH_MAX_BYTES:
+            run.append(action)
+            size += len(action.text)
+            continue
+        if len(run) == 1:
+            merged.append(run[0])
+        elif run:
+            merged.append(_one_frame([send.text for send in run]))
+        run, size = ([action], len(action.text)) if isinstance(action, Send) else ([], 0)
+        if action is not None and not isinstance(action, Send):
+            merged.append(action)
+    return merged
+
+
+DRAIN_POLL_SECONDS = 0.05
+BATCH_MAX_BYTES = 64 * 1024  # Twisted gives no async signal for "buffer drained"
 
 
 def _name(sub: Sub) -> str:
