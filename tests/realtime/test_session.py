@@ -105,6 +105,7 @@ def order_event(order_id: int = 1) -> dict:
         filled_quantity="1",
         remaining_quantity="0",
         average_price="50000",
+        timestamp="2026-01-01T00:00:00.000Z",  # fixed, so that two builds of one event are equal
     )
     return protocol.user_event(message)
 
