@@ -8,6 +8,7 @@ import pytest
 
 from realtime import groups
 from realtime.protocol import TRADING_CHANNELS, Stream
+from realtime.session import MarketSub, UserSub
 
 # What channels' layers accept (BaseChannelLayer.group_name_regex), and the length limit.
 LAYER_ALPHABET = re.compile(r"[A-Za-z0-9._-]+")
@@ -116,3 +117,27 @@ def test_a_user_id_too_long_for_a_group_name_is_rejected():
 def test_market_and_trading_groups_live_on_their_own_layers():
     assert groups.MARKET_LAYER == "market"
     assert groups.TRADING_LAYER == "default"
+
+
+# --- of(): a session's subscription -> (layer, group) ----------------------------------------------
+
+
+@pytest.mark.parametrize("stream", list(Stream))
+def test_a_market_subscription_is_a_market_group_on_the_market_layer(stream):
+    assert groups.of(MarketSub(stream, "BTCUSDT"), None) == (groups.MARKET_LAYER, groups.market(stream, "BTCUSDT"))
+
+
+def test_a_market_subscription_is_the_same_group_whoever_holds_it():
+    sub = MarketSub(Stream.TICKER, "ETHUSDT")
+
+    assert groups.of(sub, 1) == groups.of(sub, 2) == groups.of(sub, None)
+
+
+@pytest.mark.parametrize("channel", TRADING_CHANNELS)
+def test_a_channel_subscription_is_the_users_own_group_on_the_trading_layer(channel):
+    assert groups.of(UserSub(channel), 42) == (groups.TRADING_LAYER, f"user.42.{channel}")
+
+
+def test_a_channel_subscription_without_a_user_is_refused():
+    with pytest.raises(ValueError, match="signed-in user"):
+        groups.of(UserSub("orders"), None)
