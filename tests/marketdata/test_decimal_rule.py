@@ -11,7 +11,7 @@ import pytest
 
 from marketdata import normalize
 from marketdata.exceptions import NormalizeError
-from marketdata.simulated_market import SimulatedMarket
+from marketdata.exchange_model import SimulatedMarket
 from tests.marketdata.builders import DEPTH_UPDATE_SAMPLE, TICKER_SAMPLE, TRADE_SAMPLE, raw, sample
 
 MARKETDATA = Path(__file__).resolve().parents[2] / "marketdata"
