@@ -20,10 +20,17 @@ def urls() -> tuple[str, str]:
     return sys.argv[1], sys.argv[2]
 
 
-def control(rest_url: str, action: str) -> dict:
-    request = urllib.request.Request(f"{rest_url}/_sim/{action}", data=b"{}", method="POST")
+def control(rest_url: str, action: str, **body) -> dict:
+    request = urllib.request.Request(f"{rest_url}/_sim/{action}", data=json.dumps(body).encode(), method="POST")
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         return json.loads(response.read())
+
+
+def warm_up(rest_url: str, trades: int = 6) -> None:
+    """A few trades on every symbol first: a fresh exchange has no history to page through yet."""
+    for symbol in SYMBOLS:
+        for _ in range(trades):
+            control(rest_url, "trade", symbol=symbol)
 
 
 def rest(rest_url: str, path: str):

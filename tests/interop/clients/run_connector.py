@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import threading
 
+from _support import SYMBOLS, Seen, check_unsubscribed, done, urls, warm_up
 from binance.spot import Spot
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
-
-from _support import SYMBOLS, Seen, check_unsubscribed, done, urls
 
 KIND_OF = {"24hrTicker": "ticker", "trade": "trade", "depthUpdate": "depth"}
 
@@ -66,6 +65,7 @@ def streams(ws_url: str) -> None:
 
 if __name__ == "__main__":
     rest_url, ws_url = urls()
+    warm_up(rest_url)
     models = rest_calls(rest_url)
     streams(ws_url)
     done("binance-connector", rest=models)

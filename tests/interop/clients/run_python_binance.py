@@ -9,9 +9,8 @@ import asyncio
 import sys
 from decimal import Decimal
 
+from _support import SYMBOLS, TIMEOUT, Seen, control, done, rest, urls, warm_up
 from binance import AsyncClient, BinanceSocketManager, DepthCacheManager
-
-from _support import SYMBOLS, TIMEOUT, Seen, control, done, rest, urls
 
 KIND_OF = {"24hrTicker": "ticker", "trade": "trade", "depthUpdate": "depth"}
 
@@ -39,7 +38,9 @@ async def rest_calls(client: AsyncClient) -> dict:
         "trades": await client.get_recent_trades(symbol="BTCUSDT", limit=5),
         "aggTrades": await client.get_aggregate_trades(symbol="BTCUSDT", limit=5),
         "klines": await client.get_klines(symbol="BTCUSDT", interval=AsyncClient.KLINE_INTERVAL_1MINUTE, limit=5),
-        "historical klines": await client.get_historical_klines("ETHUSDT", AsyncClient.KLINE_INTERVAL_1MINUTE, "1 day ago UTC"),
+        "historical klines": await client.get_historical_klines(
+            "ETHUSDT", AsyncClient.KLINE_INTERVAL_1MINUTE, "1 day ago UTC"
+        ),
         "avgPrice": await client.get_avg_price(symbol="BTCUSDT"),
         "ticker/24hr": await client.get_ticker(symbol="BTCUSDT"),
         "ticker/price": await client.get_symbol_ticker(symbol="ETHUSDT"),
@@ -89,6 +90,7 @@ async def depth_cache(client: AsyncClient, sockets: BinanceSocketManager, rest_u
 
 
 async def main(rest_url: str, ws_url: str) -> None:
+    warm_up(rest_url)
     client = await local_client(rest_url).create()
     try:
         models = await rest_calls(client)

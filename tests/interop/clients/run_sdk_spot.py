@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from _support import SYMBOLS, TIMEOUT, Seen, check_unsubscribed, done, urls, warm_up
 from binance_sdk_spot.rest_api.models import KlinesIntervalEnum
 from binance_sdk_spot.spot import ConfigurationRestAPI, ConfigurationWebSocketStreams, Spot
-
-from _support import SYMBOLS, TIMEOUT, Seen, check_unsubscribed, done, urls
 
 
 def rest_calls(client: Spot) -> dict:
@@ -64,6 +63,7 @@ async def streams(client: Spot) -> None:
 
 if __name__ == "__main__":
     rest_url, ws_url = urls()
+    warm_up(rest_url)
     spot = Spot(
         config_rest_api=ConfigurationRestAPI(base_path=rest_url),
         config_ws_streams=ConfigurationWebSocketStreams(stream_url=ws_url),
