@@ -9,6 +9,8 @@ depth cache and ccxt.pro's watch_order_book hold a book equal to the REST snapsh
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.interop.conftest import SCRIPTS
@@ -35,6 +37,21 @@ def test_the_official_sdk_parses_rest_answers_into_its_own_models(interop_runs):
     assert models["depth"] == "DepthResponse"
     assert models["ticker/24hr"] == "Ticker24hrResponse"
     assert models["avgPrice"] == "AvgPriceResponse"
+
+
+@pytest.mark.parametrize("library", ["binance-connector", "binance-sdk-spot", "ccxt"])
+def test_a_live_unsubscribe_left_the_other_streams_subscribed(interop_runs, library):
+    listening = interop_runs[library].facts["subscriptions"]
+    streams = set().union(*listening.values())
+
+    assert "ethusdt@trade" not in streams
+    assert {"btcusdt@trade", "ethusdt@depth@100ms" if library != "binance-sdk-spot" else "ethusdt@depth"} <= streams
+
+
+def test_ccxt_pro_opened_raw_connections_by_index_and_subscribed_on_them(interop_runs):
+    paths = set(interop_runs["ccxt"].facts["subscriptions"])
+
+    assert paths and all(re.fullmatch(r"/ws/\d+", path) for path in paths), paths
 
 
 @pytest.mark.parametrize(("library", "fact"), [("python-binance", "depth_cache_levels"), ("ccxt", "order_book_levels")])

@@ -39,36 +39,60 @@ def rest(rest_url: str, path: str):
 
 
 class Seen:
-    """Stream events counted per (symbol, kind), from any thread; waits until a condition holds."""
+    """Stream events counted per (symbol, kind), and trade ids, from any thread; waits until a condition holds."""
 
     def __init__(self) -> None:
         self.counts: Counter = Counter()
+        self.trade_ids: set[int] = set()
         self._changed = threading.Condition()
 
-    def add(self, symbol: str, kind: str) -> None:
+    def add(self, symbol: str, kind: str, trade_id: int | str | None = None) -> None:
         with self._changed:
             self.counts[(symbol.upper(), kind)] += 1
+            if trade_id is not None:
+                self.trade_ids.add(int(trade_id))
             self._changed.notify_all()
 
-    def wait(self, what: str, predicate: Callable[[Counter], bool], timeout: float = TIMEOUT) -> None:
+    def wait(self, what: str, predicate: Callable[[Seen], bool], timeout: float = TIMEOUT) -> None:
         with self._changed:
-            if not self._changed.wait_for(lambda: predicate(self.counts), timeout):
+            if not self._changed.wait_for(lambda: predicate(self), timeout):
                 raise AssertionError(f"timed out waiting for {what}; seen {dict(self.counts)}")
 
     def wait_all(self, kinds=KINDS) -> None:
-        self.wait(f"{kinds} for {SYMBOLS}", lambda c: all(c[(s, k)] for s in SYMBOLS for k in kinds))
+        self.wait(f"{kinds} for {SYMBOLS}", lambda seen: all(seen.counts[(s, k)] for s in SYMBOLS for k in kinds))
 
     def count(self, symbol: str, kind: str) -> int:
         with self._changed:
             return self.counts[(symbol, kind)]
 
 
-def check_unsubscribed(seen: Seen, gone: tuple[str, str], alive: tuple[str, str], more: int = 10) -> None:
-    """After the unsubscribe was answered: `alive` keeps arriving, `gone` does not."""
-    before = seen.count(*gone)
-    alive_before = seen.count(*alive)
-    seen.wait(f"{more} more {alive}", lambda c: c[alive] >= alive_before + more)
-    assert seen.count(*gone) == before, f"{gone} still arrives after the unsubscribe"
+def subscriptions(rest_url: str) -> dict[str, set[str]]:
+    """Each open stream connection's URL path and what the exchange has it subscribed to."""
+    return {c["path"]: set(c["subscriptions"]) for c in rest(rest_url, "/_sim/state")["connections"]}
+
+
+def marker_trade(rest_url: str, seen: Seen, symbol: str) -> None:
+    """Print a trade now and wait for the client to receive it: everything sent before it is in."""
+    trade_id = control(rest_url, "trade", symbol=symbol)["trade"]["t"]
+    seen.wait(f"marker trade {trade_id}", lambda s: trade_id in s.trade_ids)
+
+
+def check_unsubscribed(seen: Seen, rest_url: str, gone: str = "ETHUSDT", alive: str = "BTCUSDT") -> dict:
+    """After an UNSUBSCRIBE of `gone`'s trades: the exchange dropped that stream, nothing more of it
+    arrives, and `alive`'s trades still do. Returns the exchange's subscriptions per connection."""
+    gone_stream, alive_stream = f"{gone.lower()}@trade", f"{alive.lower()}@trade"
+    give_up = deadline()
+    while any(gone_stream in streams for streams in subscriptions(rest_url).values()):
+        assert not give_up(), f"the exchange still sends {gone_stream}: {subscriptions(rest_url)}"
+        time.sleep(0.05)  # the UNSUBSCRIBE is in flight; the exchange says when it is done only here
+    marker_trade(rest_url, seen, alive)  # frames sent before the unsubscription are all in
+    before = seen.count(gone, "trade")
+    control(rest_url, "trade", symbol=gone)
+    marker_trade(rest_url, seen, alive)  # sent after the trade of `gone`: that one would be in by now
+    assert seen.count(gone, "trade") == before, f"{gone_stream} still arrives after the unsubscribe"
+    listening = subscriptions(rest_url)
+    assert any(alive_stream in streams for streams in listening.values()), listening
+    return {path: sorted(streams) for path, streams in listening.items()}
 
 
 def done(library: str, **facts) -> None:

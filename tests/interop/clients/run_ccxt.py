@@ -51,13 +51,17 @@ def rest_calls(rest_url: str, ws_url: str) -> dict:
 
 
 async def watch(seen: Seen, exchange, kind: str, market: str) -> None:
-    method = {"ticker": exchange.watch_ticker, "trade": exchange.watch_trades, "depth": exchange.watch_order_book}
+    symbol = market.replace("/", "")
     while True:
-        await method[kind](market)
-        seen.add(market.replace("/", ""), kind)
+        if kind == "trade":
+            for trade in await exchange.watch_trades(market):
+                seen.add(symbol, kind, trade["id"])
+        else:
+            await (exchange.watch_ticker if kind == "ticker" else exchange.watch_order_book)(market)
+            seen.add(symbol, kind)
 
 
-async def streams(rest_url: str, ws_url: str) -> int:
+async def streams(rest_url: str, ws_url: str) -> tuple[dict, int]:
     exchange = local(ccxt.pro.binance, rest_url, ws_url)
     seen = Seen()
     tasks = []
@@ -67,11 +71,9 @@ async def streams(rest_url: str, ws_url: str) -> int:
             for kind in ("ticker", "trade", "depth"):
                 tasks.append(asyncio.create_task(watch(seen, exchange, kind, market), name=f"{kind} {market}"))
         await asyncio.to_thread(seen.wait_all)
-        [eth_trades] = [t for t in tasks if t.get_name() == "trade ETH/USDT"]
-        eth_trades.cancel()
         await exchange.un_watch_trades("ETH/USDT")
-        await asyncio.to_thread(check_unsubscribed, seen, ("ETHUSDT", "trade"), ("BTCUSDT", "trade"))
-        return await order_book(exchange, rest_url)
+        listening = await asyncio.to_thread(check_unsubscribed, seen, rest_url)
+        return listening, await order_book(exchange, rest_url)
     finally:
         for task in tasks:
             task.cancel()
@@ -101,5 +103,5 @@ if __name__ == "__main__":
     rest_url, ws_url = urls()
     warm_up(rest_url)
     models = rest_calls(rest_url, ws_url)
-    levels = asyncio.run(streams(rest_url, ws_url))
-    done("ccxt", rest=models, order_book_levels=levels)
+    listening, levels = asyncio.run(streams(rest_url, ws_url))
+    done("ccxt", rest=models, subscriptions=listening, order_book_levels=levels)

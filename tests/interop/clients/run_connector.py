@@ -35,7 +35,7 @@ def rest_calls(rest_url: str) -> dict:
     return {name: type(body).__name__ for name, body in answers.items()}
 
 
-def streams(ws_url: str) -> None:
+def streams(rest_url: str, ws_url: str) -> dict:
     seen = Seen()
     replies: dict = {}
     replied = threading.Condition()
@@ -48,7 +48,7 @@ def streams(ws_url: str) -> None:
                 replies[data["id"]] = data
                 replied.notify_all()
         elif payload.get("e") in KIND_OF:
-            seen.add(payload["s"], KIND_OF[payload["e"]])
+            seen.add(payload["s"], KIND_OF[payload["e"]], payload.get("t"))
 
     client = SpotWebsocketStreamClient(stream_url=ws_url, on_message=on_message, is_combined=True)
     try:
@@ -58,7 +58,7 @@ def streams(ws_url: str) -> None:
         client.unsubscribe(stream=["ethusdt@trade"], id=2)
         with replied:
             assert replied.wait_for(lambda: 2 in replies, 45), "no reply to UNSUBSCRIBE"
-        check_unsubscribed(seen, gone=("ETHUSDT", "trade"), alive=("BTCUSDT", "trade"))
+        return check_unsubscribed(seen, rest_url)
     finally:
         client.stop()
 
@@ -67,5 +67,5 @@ if __name__ == "__main__":
     rest_url, ws_url = urls()
     warm_up(rest_url)
     models = rest_calls(rest_url)
-    streams(ws_url)
-    done("binance-connector", rest=models)
+    listening = streams(rest_url, ws_url)
+    done("binance-connector", rest=models, subscriptions=listening)

@@ -38,7 +38,7 @@ def rest_calls(client: Spot) -> dict:
     return {name: type(model).__name__ for name, model in models.items()}
 
 
-async def streams(client: Spot) -> None:
+async def streams(client: Spot, rest_url: str) -> dict:
     seen = Seen()
     connection = await client.websocket_streams.create_connection()
     handles = {}
@@ -51,12 +51,12 @@ async def streams(client: Spot) -> None:
                 ("depth", connection.diff_book_depth),
             ):
                 handle = await subscribe(symbol=name)
-                handle.on("message", lambda data, s=symbol, k=kind: seen.add(s, k))
+                handle.on("message", lambda data, s=symbol, k=kind: seen.add(s, k, getattr(data, "t", None)))
                 handles[(symbol, kind)] = handle
                 await asyncio.sleep(0.25)  # Binance cuts a connection sending more than 5 messages a second
         await asyncio.to_thread(seen.wait_all)
         await handles[("ETHUSDT", "trade")].unsubscribe()
-        await asyncio.to_thread(check_unsubscribed, seen, ("ETHUSDT", "trade"), ("BTCUSDT", "trade"))
+        return await asyncio.to_thread(check_unsubscribed, seen, rest_url)
     finally:
         await asyncio.wait_for(connection.close_connection(close_session=True), TIMEOUT)
 
@@ -69,5 +69,5 @@ if __name__ == "__main__":
         config_ws_streams=ConfigurationWebSocketStreams(stream_url=ws_url),
     )
     models = rest_calls(spot)
-    asyncio.run(streams(spot))
-    done("binance-sdk-spot", rest=models)
+    listening = asyncio.run(streams(spot, rest_url))
+    done("binance-sdk-spot", rest=models, subscriptions=listening)
