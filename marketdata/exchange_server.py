@@ -231,6 +231,7 @@ class ExchangeSimulator:
         self._steps = 0
         self._wanted: set[str] | None = None  # every client's subscriptions, recomputed after a change
         self._best: dict[str, tuple] = {}  # symbol -> best bid and ask last sent on @bookTicker
+        self._closing: set[asyncio.Task] = set()
         self._routes: dict[tuple[str, str], Callable[[dict], Any]] = {
             ("GET", "/api/v3/ping"): lambda _params: {},
             ("GET", "/api/v3/time"): lambda _params: {"serverTime": _now_ms()},
@@ -525,7 +526,9 @@ class ExchangeSimulator:
         client.connection.rate = None
         self.rate_limit_disconnects += 1
         logger.warning("simulator client %d sent more than %d messages in a second", client.id, self._limit)
-        asyncio.get_running_loop().create_task(client.connection.close(1008, "Too many requests"))
+        closing = asyncio.get_running_loop().create_task(client.connection.close(1008, "Too many requests"))
+        self._closing.add(closing)  # keep a reference until it is done
+        closing.add_done_callback(self._closing.discard)
 
     async def _on_message(self, client: Client, message: str | bytes) -> None:
         client.messages_received += 1

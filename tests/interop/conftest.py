@@ -8,6 +8,7 @@ versions of cffi, idna and others that would move the project's own environment.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import subprocess
@@ -37,21 +38,18 @@ def interop_python() -> Path:
     stamp = hashlib.sha256(REQUIREMENTS.read_bytes() + sys.version.encode()).hexdigest()
     marker = VENV / "requirements.sha256"
     python = VENV / "bin" / "python"
-    if not (marker.exists() and marker.read_text() == stamp and python.exists()):
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=BUILD_TIMEOUT)
-        install = [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            str(REQUIREMENTS),
-        ]
-        subprocess.run(install, check=True, timeout=BUILD_TIMEOUT)
-        marker.write_text(stamp)
+    with open(ROOT / ".venv-interop.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs side by side build it once
+        if not (marker.exists() and marker.read_text() == stamp and python.exists()):
+            _build(python, marker, stamp)
     return python
+
+
+def _build(python: Path, marker: Path, stamp: str) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=BUILD_TIMEOUT)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True, timeout=BUILD_TIMEOUT)
+    marker.write_text(stamp)
 
 
 @dataclass
