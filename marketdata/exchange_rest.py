@@ -100,6 +100,20 @@ def exchange_info(markets: Markets, params: dict, now: int, rate_limits: list[di
     }
 
 
+REST_TIME_KEYS = frozenset({"serverTime", "time", "T", "openTime", "closeTime"})
+
+
+def in_microseconds(path: str, body: Any) -> Any:
+    """A body with every time in microseconds (the `X-MBX-TIME-UNIT: MICROSECOND` header)."""
+    if path in ("/api/v3/klines", "/api/v3/uiKlines"):
+        return [[row[0] * 1000, *row[1:6], row[6] * 1000, *row[7:]] for row in body]
+    if isinstance(body, list):
+        return [in_microseconds(path, item) for item in body]
+    if isinstance(body, dict):
+        return {k: v * 1000 if k in REST_TIME_KEYS and isinstance(v, int) else v for k, v in body.items()}
+    return body
+
+
 ROUTES: dict[str, Callable[[Markets, dict, int], Any]] = {
     "/api/v3/depth": depth,
     "/api/v3/trades": trades,

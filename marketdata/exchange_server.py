@@ -17,7 +17,8 @@ Streams (websockets):
   as on Binance. Server pings every 20 s, a minute to answer; more than 5 incoming messages a second
   (control messages, ping and pong frames) cut the connection with 1008.
 REST (plain HTTP on the same port): GET /api/v3/ping, /time, /exchangeInfo, /depth, /trades,
-  /aggTrades, /klines, /uiKlines, /avgPrice, /ticker/24hr, /ticker/price, /ticker/bookTicker.
+  /aggTrades, /klines, /uiKlines, /avgPrice, /ticker/24hr, /ticker/price, /ticker/bookTicker;
+  `X-MBX-TIME-UNIT: MICROSECOND` gives their times in microseconds.
 Test control (namespaced under /_sim/, JSON body or query string):
   POST /_sim/trade {"symbol","price","quantity","buyer_maker"}  print a trade now (and a ticker)
   POST /_sim/drop       drop every stream connection abruptly (no close frame)
@@ -473,7 +474,13 @@ class ExchangeSimulator:
             route = self._routes.get((request.method, target.path))
             if route is None:
                 raise RestError(404, -1000, f"No route for {request.method} {target.path}")
-            return _json_response(200, route(_params(target.query, connection.body)))
+            unit = request.headers.get("X-MBX-TIME-UNIT", "MILLISECOND").upper()
+            if unit not in ("MILLISECOND", "MICROSECOND"):
+                raise RestError(400, -1100, "Invalid X-MBX-TIME-UNIT: MILLISECOND or MICROSECOND")
+            body = route(_params(target.query, connection.body))
+            if unit == "MICROSECOND" and target.path.startswith("/api/"):
+                body = exchange_rest.in_microseconds(target.path, body)
+            return _json_response(200, body)
         except RestError as error:
             return _json_response(error.status, error.body)
 

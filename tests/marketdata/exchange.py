@@ -35,9 +35,10 @@ async def running_simulator(config: SimulatorConfig = FAST, **changes):
         yield simulator
 
 
-def _http(method: str, url: str, body: dict | None) -> tuple[int, dict]:
+def _http(method: str, url: str, body: dict | None, headers: dict[str, str]) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **headers}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             return response.status, json.loads(response.read())
@@ -45,9 +46,11 @@ def _http(method: str, url: str, body: dict | None) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-async def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+async def http(
+    method: str, url: str, body: dict | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
     """(status, JSON body) of a plain HTTP request, 2xx and 4xx alike."""
-    return await asyncio.to_thread(_http, method, url, body)
+    return await asyncio.to_thread(_http, method, url, body, headers or {})
 
 
 async def connect(url: str):

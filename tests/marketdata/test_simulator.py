@@ -692,6 +692,23 @@ async def test_tickers_without_a_symbol_list_every_market(simulator):
     assert [b["symbol"] for b in two] == ["BTCUSDT", "ADAUSDT"]
 
 
+async def test_the_time_unit_header_gives_rest_times_in_microseconds(simulator):
+    simulator.print_trade("BTCUSDT", "50000.00", "0.5")
+    simulator.pause()  # the same trades and candles for both answers
+    micro = {"X-MBX-TIME-UNIT": "MICROSECOND"}
+    paths = ["/api/v3/trades?symbol=BTCUSDT&limit=1", "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=1"]
+    milli_trades, milli_klines = [(await http("GET", f"{simulator.rest_url}{p}"))[1] for p in paths]
+    micro_trades, micro_klines = [(await http("GET", f"{simulator.rest_url}{p}", headers=micro))[1] for p in paths]
+    _status, time_body = await http("GET", f"{simulator.rest_url}/api/v3/time", headers=micro)
+    refused, body = await http("GET", f"{simulator.rest_url}/api/v3/time", headers={"X-MBX-TIME-UNIT": "HOUR"})
+
+    assert micro_trades[0]["time"] == milli_trades[0]["time"] * 1000
+    assert (micro_klines[0][0], micro_klines[0][6]) == (milli_klines[0][0] * 1000, milli_klines[0][6] * 1000)
+    assert micro_klines[0][1:6] == milli_klines[0][1:6]
+    assert time_body["serverTime"] > 10**15
+    assert (refused, body["code"]) == (400, -1100)
+
+
 @pytest.mark.parametrize(
     ("path", "code"),
     [
