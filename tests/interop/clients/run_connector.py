@@ -28,6 +28,8 @@ def rest_calls(rest_url: str) -> dict:
         "ticker/bookTicker": client.book_ticker("ETHUSDT"),
     }
     assert answers["ping"] == {} and isinstance(answers["time"]["serverTime"], int)
+    microseconds = Spot(base_url=rest_url, time_unit="MICROSECOND").time()["serverTime"]
+    assert microseconds > answers["time"]["serverTime"] * 500, "time_unit MICROSECOND was not honoured"
     assert [s["symbol"] for s in answers["exchangeInfo"]["symbols"]] == list(SYMBOLS)
     assert len(answers["depth"]["bids"]) == 10
     assert all(len(k) == 12 for k in answers["klines"]) and answers["klines"]
@@ -37,6 +39,7 @@ def rest_calls(rest_url: str) -> dict:
 
 def streams(rest_url: str, ws_url: str) -> dict:
     seen = Seen()
+    event_times: list[int] = []
     replies: dict = {}
     replied = threading.Condition()
 
@@ -48,13 +51,17 @@ def streams(rest_url: str, ws_url: str) -> dict:
                 replies[data["id"]] = data
                 replied.notify_all()
         elif payload.get("e") in KIND_OF:
+            event_times.append(payload["E"])
             seen.add(payload["s"], KIND_OF[payload["e"]], payload.get("t"))
 
-    client = SpotWebsocketStreamClient(stream_url=ws_url, on_message=on_message, is_combined=True)
+    client = SpotWebsocketStreamClient(
+        stream_url=ws_url, on_message=on_message, is_combined=True, time_unit="MICROSECOND"
+    )
     try:
         names = [f"{s.lower()}@{k}" for s in SYMBOLS for k in ("ticker", "trade", "depth@100ms")]
         client.subscribe(stream=names, id=1)  # one message: Binance cuts more than 5 a second
         seen.wait_all()
+        assert min(event_times) > 10**15, f"event times are not in microseconds: {event_times[:3]}"
         client.unsubscribe(stream=["ethusdt@trade"], id=2)
         with replied:
             assert replied.wait_for(lambda: 2 in replies, 45), "no reply to UNSUBSCRIBE"
