@@ -125,9 +125,8 @@ class Candle:
         self.last_id = trade.id
 
     def absorb(self, other: Candle) -> None:
-        """Add a later bucket's trades to this one."""
+        """Add a later bucket's trades to this one (a bucket without trades changes nothing)."""
         if other.count == 0:
-            self.close = self.close if self.count else other.close
             return
         if self.count == 0:
             self.open, self.high, self.low, self.first_id = other.open, other.high, other.low, other.first_id
@@ -277,9 +276,16 @@ class SimulatedMarket:
 
         Without trades in the window: the last price four times and zero volume.
         """
-        since = bucket_start("1m", now) - (minutes - 1) * MINUTE_MS
+        return self._since(self.minutes, bucket_start("1m", now) - (minutes - 1) * MINUTE_MS)
+
+    def open_candle(self, interval: str, now: int) -> Candle:
+        """The `interval` candle holding `now`, so far (what the kline stream sends)."""
+        return self._since(self.seconds if interval == "1s" else self.minutes, bucket_start(interval, now))
+
+    def _since(self, candles: dict[int, Candle], since: int) -> Candle:
+        """The base candles opening at `since` or later, summed; the last price when there are none."""
         inside = []
-        for open_time, candle in reversed(self.minutes.items()):
+        for open_time, candle in reversed(candles.items()):
             if open_time < since:
                 break
             inside.append(candle)
@@ -354,9 +360,7 @@ class SimulatedMarket:
 
     def kline_event(self, interval: str, event_time: int) -> dict:
         """The `kline` stream payload: the open candle of `interval`."""
-        (candle,) = self.klines(interval, event_time, None, None, 1) or [
-            Candle.empty(bucket_start(interval, event_time), Decimal(self.last_price_text))
-        ]
+        candle = self.open_candle(interval, event_time)
         return {
             "e": "kline",
             "E": event_time,
