@@ -2,12 +2,16 @@
 """Django's command-line utility for administrative tasks."""
 
 import os
+import secrets
 import sys
 
 
 def main():
     """Run administrative tasks."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
+    if sys.argv[1:2] == ["simulate_exchange"]:
+        # A standalone exchange signs nothing: a throwaway key lets it start outside debug mode.
+        os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     try:
         from django.core.management import execute_from_command_line
     except ImportError as exc:

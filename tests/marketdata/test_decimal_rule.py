@@ -9,7 +9,7 @@ import pytest
 
 from marketdata import normalize
 from marketdata.exceptions import NormalizeError
-from marketdata.simulated_market import SimulatedMarket
+from marketdata.exchange_model import SimulatedMarket
 from tests.marketdata.builders import DEPTH_UPDATE_SAMPLE, TICKER_SAMPLE, TRADE_SAMPLE, raw, sample
 
 TICKER_PRICE_FIELDS = ("price", "price_change", "price_change_percent", "high_price", "low_price", "volume")

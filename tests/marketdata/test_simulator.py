@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import os
 import random
+import urllib.request
 from decimal import Decimal
 
 import orjson
@@ -15,11 +18,19 @@ from websockets.frames import Frame, Opcode
 
 from marketdata import normalize
 from marketdata.exceptions import NormalizeError
+from marketdata.exchange_model import SimulatedMarket
+from marketdata.exchange_server import GARBAGE_FRAMES, SimulatorConfig
 from marketdata.normalize import MarketMessage, ServerShutdown
 from marketdata.orderbook import OrderBook, Outcome
-from marketdata.simulated_market import SimulatedMarket
-from marketdata.simulator import GARBAGE_FRAMES
-from tests.marketdata.exchange import connect, http, payload_of, recv_json, recv_until, running_simulator
+from tests.marketdata.exchange import (
+    connect,
+    exchange_process,
+    http,
+    payload_of,
+    recv_json,
+    recv_until,
+    running_simulator,
+)
 from tests.support import TIMEOUT
 
 TICKER_FIELDS = {"e", "E", "s", "p", "P", "w", "x", "c", "Q", "b", "B", "a", "A", "o", "h", "l", "v", "q"}
@@ -36,7 +47,7 @@ async def simulator():
 
 
 def is_reply(frame: dict) -> bool:
-    return "id" in frame and ("result" in frame or "code" in frame)
+    return "id" in frame and ("result" in frame or "error" in frame)
 
 
 async def request(ws, message: dict) -> dict:
@@ -113,6 +124,11 @@ async def test_the_combined_property_switches_the_payload_shape(simulator):
         ({"method": "PUBLISH", "id": 9}, 2),
         ({"params": [], "id": 9}, 2),
         ({"method": "LIST_SUBSCRIPTIONS", "id": True}, 2),
+        ({"method": "LIST_SUBSCRIPTIONS", "id": -1}, 2),
+        ({"method": "LIST_SUBSCRIPTIONS", "id": 1.5}, 2),
+        ({"method": "LIST_SUBSCRIPTIONS", "id": "x" * 37}, 2),
+        ({"method": "LIST_SUBSCRIPTIONS", "id": "no_underscores"}, 2),
+        ('{"method": "LIST_SUBSCRIPTIONS", "id": 18446744073709551616}', 2),
         ({"method": "GET_PROPERTY", "params": ["colour"], "id": 9}, 0),
         ({"method": "SET_PROPERTY", "params": ["combined", "yes"], "id": 9}, 1),
     ],
@@ -123,6 +139,11 @@ async def test_the_combined_property_switches_the_payload_shape(simulator):
         "unknown-method",
         "no-method",
         "bad-id",
+        "negative-id",
+        "float-id",
+        "long-id",
+        "underscore-id",
+        "huge-id",
         "bad-prop",
         "bad-val",
     ],
@@ -130,11 +151,12 @@ async def test_the_combined_property_switches_the_payload_shape(simulator):
 async def test_a_bad_request_gets_binances_error_reply_and_the_connection_stays_open(simulator, message, code):
     async with await connect(f"{simulator.ws_url}/ws") as ws:
         await ws.send(message if isinstance(message, str) else orjson.dumps(message).decode())
-        reply = await recv_until(ws, lambda f: "code" in f)
+        reply = await recv_until(ws, lambda f: "error" in f)
         still_open = await request(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 10})
 
-    assert reply["code"] == code
-    assert reply["msg"]
+    assert set(reply) == {"error", "id"}
+    assert reply["error"]["code"] == code
+    assert reply["error"]["msg"]
     assert still_open == {"result": [], "id": 10}
 
 
@@ -166,12 +188,116 @@ async def test_a_connection_cannot_listen_to_more_streams_than_the_limit():
         params = ["btcusdt@trade", "btcusdt@ticker", "ethusdt@trade"]
         reply = await request(ws, {"method": "SUBSCRIBE", "params": params, "id": 1})
 
-    assert reply["code"] == 2
+    assert reply["error"]["code"] == 2
 
 
-async def test_a_url_naming_a_malformed_stream_is_refused_before_the_upgrade(simulator):
+@pytest.mark.parametrize(
+    "request_id",
+    [0, 18446744073709551615, "6f8d37e9-63ef-4d65-b8da-80cf2754b4b8", "A" * 36, "four", None],
+    ids=["zero", "max-unsigned", "uuid", "36-chars", "word", "null"],
+)
+async def test_request_ids_binance_accepts_are_echoed(simulator, request_id):
+    async with await connect(f"{simulator.ws_url}/ws") as ws:
+        reply = await request(ws, {"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": request_id})
+
+    assert reply == {"result": None, "id": request_id}
+
+
+async def test_an_error_reply_for_a_bad_id_names_no_id(simulator):
+    async with await connect(f"{simulator.ws_url}/ws") as ws:
+        reply = await request(ws, {"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": "bad id!"})
+
+    assert reply == {"error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"}, "id": None}
+
+
+async def test_a_raw_path_naming_no_stream_opens_and_takes_subscriptions_as_ccxt_pro_does(simulator):
+    async with await connect(f"{simulator.ws_url}/ws/0") as ws:
+        listed = await request(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+        await request(ws, {"method": "SUBSCRIBE", "params": ["ethusdt@trade"], "id": 2})
+        trade = await recv_until(ws, lambda f: f.get("e") == "trade")
+
+    assert listed == {"result": [], "id": 1}
+    assert trade["s"] == "ETHUSDT"
+
+
+@pytest.mark.parametrize("url", ["/ws/BTCUSDT@trade", "/stream?streams=BTCUSDT@trade/ethusdt@trade"])
+async def test_an_upper_case_stream_in_the_url_opens_the_connection_and_delivers_nothing(simulator, url):
+    async with await connect(f"{simulator.ws_url}{url}") as ws:
+        await request(ws, {"method": "SUBSCRIBE", "params": ["adausdt@trade"], "id": 1})
+        symbols = {payload_of(await recv_until(ws, lambda f: "id" not in f))["s"] for _ in range(30)}
+
+    assert "BTCUSDT" not in symbols
+    assert "ADAUSDT" in symbols  # the same connection does deliver
+
+
+async def test_a_url_naming_too_many_streams_is_refused_before_the_upgrade():
+    async with running_simulator(max_streams_per_connection=2) as simulator:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await connect(f"{simulator.ws_url}/stream?streams=btcusdt@trade/ethusdt@trade/adausdt@trade")
+
+    assert refused.value.response.status_code == 400
+
+
+async def test_ping_frames_count_toward_the_message_limit(simulator):
+    async with await connect(f"{simulator.ws_url}/ws") as ws:
+        for _ in range(7):
+            await ws.ping()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    await ws.recv()
+
+    assert closed.value.rcvd.code == 1008
+    assert simulator.rate_limit_disconnects == 1
+
+
+async def test_a_few_ping_frames_are_allowed(simulator):
+    async with await connect(f"{simulator.ws_url}/ws/btcusdt@depth@100ms") as ws:
+        for _ in range(3):
+            await asyncio.wait_for(await ws.ping(), TIMEOUT)
+        frame = await recv_json(ws)
+
+    assert frame["e"] == "depthUpdate"
+    assert simulator.rate_limit_disconnects == 0
+
+
+def test_binance_gives_a_minute_for_the_pong():
+    assert SimulatorConfig().ping_interval == 20.0
+    assert SimulatorConfig().ping_timeout == 60.0
+
+
+async def test_a_client_that_never_answers_pings_is_disconnected():
+    # A bare socket: client libraries answer pings by themselves, this one never does.
+    async with running_simulator(ping_interval=0.05, ping_timeout=0.2, max_messages_per_second=0) as simulator:
+        reader, writer = await asyncio.open_connection(simulator.host, simulator.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /ws/btcusdt@trade HTTP/1.1\r\nHost: {simulator.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+            received = await reader.read()  # until the server closes the connection
+        writer.close()
+
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"\x88" in received and (1011).to_bytes(2, "big") in received  # a close frame: keepalive ping timeout
+    assert simulator.rate_limit_disconnects == 0
+
+
+@pytest.mark.parametrize("combined", [False, True])
+async def test_time_unit_microsecond_sends_every_time_in_microseconds(simulator, combined):
+    path = "stream?streams=btcusdt@trade&" if combined else "ws/btcusdt@trade?"
+    async with await connect(f"{simulator.ws_url}/{path}timeUnit=MICROSECOND") as ws:
+        sent = simulator.print_trade("BTCUSDT", "50010.00", "0.1")
+        trade = payload_of(await recv_until(ws, lambda f: payload_of(f)["t"] == sent["t"]))
+
+    assert (trade["E"], trade["T"]) == (sent["E"] * 1000, sent["T"] * 1000)
+
+
+async def test_an_unknown_time_unit_is_refused(simulator):
     with pytest.raises(websockets.InvalidStatus) as refused:
-        await connect(f"{simulator.ws_url}/stream?streams=btcusdt@trade/BAD")
+        await connect(f"{simulator.ws_url}/ws/btcusdt@trade?timeUnit=NANOSECOND")
 
     assert refused.value.response.status_code == 400
 
@@ -367,13 +493,16 @@ async def test_garbage_sends_malformed_frames_the_normaliser_refuses(simulator):
             normalize.parse_frame(frame)
 
 
-async def test_shutdown_sends_the_server_shutdown_event(simulator):
-    async with await connect(f"{simulator.ws_url}/ws") as ws:
-        await simulator.wait_until(lambda s: len(s.clients) == 1, TIMEOUT)
+async def test_shutdown_sends_the_streams_server_shutdown_event(simulator):
+    async with await connect(f"{simulator.ws_url}/ws") as raw, await connect(f"{simulator.ws_url}/stream") as combined:
+        await simulator.wait_until(lambda s: len(s.clients) == 2, TIMEOUT)
         await http("POST", f"{simulator.rest_url}/_sim/shutdown")
-        frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
+        frames = [await asyncio.wait_for(ws.recv(), TIMEOUT) for ws in (raw, combined)]
 
-    assert isinstance(normalize.parse_frame(frame), ServerShutdown)
+    raw_event, combined_event = (orjson.loads(f) for f in frames)
+    assert set(raw_event) == {"e", "E"} and raw_event["e"] == "serverShutdown"
+    assert combined_event["stream"] == "!serverShutdown" and combined_event["data"]["e"] == "serverShutdown"
+    assert all(isinstance(normalize.parse_frame(frame), ServerShutdown) for frame in frames)
 
 
 async def test_pause_stops_the_feed_and_resume_restarts_it(simulator):
@@ -419,3 +548,229 @@ async def test_payloads_sent_are_kept_for_comparison(simulator):
 
     assert simulator.history["btcusdt@trade"][-1] == answer
     assert payload_of({"stream": "btcusdt@trade", "data": answer}) == answer
+
+
+# --- the market data streams every client library asks for ------------------------------------------
+
+STREAM_FIELDS = {
+    "btcusdt@miniTicker": {"e", "E", "s", "c", "o", "h", "l", "v", "q"},
+    "btcusdt@aggTrade": {"e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "M"},
+    "btcusdt@bookTicker": {"u", "s", "b", "B", "a", "A"},
+    "btcusdt@kline_1m": {"e", "E", "s", "k"},
+    "btcusdt@depth5": {"lastUpdateId", "bids", "asks"},
+    "btcusdt@depth10@100ms": {"lastUpdateId", "bids", "asks"},
+    "btcusdt@depth20": {"lastUpdateId", "bids", "asks"},
+}
+KLINE_FIELDS = {"t", "T", "s", "i", "f", "L", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q", "B"}
+
+
+async def test_every_stream_kind_is_served_with_binances_field_names(simulator):
+    streams = "/".join([*STREAM_FIELDS, "!ticker@arr", "!miniTicker@arr"])
+    async with await connect(f"{simulator.ws_url}/stream?streams={streams}") as ws:
+        seen: dict[str, dict | list] = {}
+        async with asyncio.timeout(TIMEOUT):
+            while len(seen) < len(STREAM_FIELDS) + 2:
+                frame = await recv_json(ws)
+                seen[frame["stream"]] = frame["data"]
+
+    for stream, fields in STREAM_FIELDS.items():
+        assert set(seen[stream]) == fields, stream
+    assert set(seen["btcusdt@kline_1m"]["k"]) == KLINE_FIELDS
+    assert seen["btcusdt@kline_1m"]["k"]["i"] == "1m"
+    assert len(seen["btcusdt@depth5"]["bids"]) == len(seen["btcusdt@depth5"]["asks"]) == 5
+    assert len(seen["btcusdt@depth20"]["bids"]) == 20
+    assert {t["s"] for t in seen["!ticker@arr"]} == {"BTCUSDT", "ETHUSDT", "ADAUSDT"}
+    assert {t["e"] for t in seen["!ticker@arr"]} == {"24hrTicker"}
+    assert {t["e"] for t in seen["!miniTicker@arr"]} == {"24hrMiniTicker"}
+
+
+async def test_an_agg_trade_carries_the_trade_it_aggregates(simulator):
+    async with await connect(f"{simulator.ws_url}/ws/ethusdt@aggTrade") as ws:
+        await simulator.wait_until(lambda s: len(s.clients) == 1, TIMEOUT)
+        sent = simulator.print_trade("ETHUSDT", "3001.50", "0.25", buyer_maker=True)
+        agg = await recv_until(ws, lambda f: f["f"] == sent["t"])
+
+    assert (agg["e"], agg["p"], agg["q"], agg["l"], agg["m"], agg["T"]) == (
+        "aggTrade",
+        "3001.50",
+        "0.25",
+        sent["t"],
+        True,
+        sent["T"],
+    )
+
+
+async def test_a_partial_book_stream_equals_the_top_of_the_rest_snapshot(simulator):
+    async with await connect(f"{simulator.ws_url}/ws/btcusdt@depth5@100ms") as ws:
+        first = await recv_json(ws)
+        simulator.pause()
+        snapshot = (await http("GET", f"{simulator.rest_url}/api/v3/depth?symbol=BTCUSDT&limit=5"))[1]
+        last_id = snapshot["lastUpdateId"]
+        # The partial book of the last step before the pause carries the snapshot's id.
+        book = (
+            first if first["lastUpdateId"] == last_id else await recv_until(ws, lambda f: f["lastUpdateId"] == last_id)
+        )
+        simulator.resume()
+
+    assert book == snapshot
+
+
+# --- REST market data -----------------------------------------------------------------------------------
+
+
+async def rest(simulator, path: str) -> tuple[int, dict | list]:
+    return await http("GET", f"{simulator.rest_url}{path}")
+
+
+async def test_rest_market_data_endpoints_answer_with_binances_fields(simulator):
+    simulator.pause()  # no random trade after the ones printed here
+    for _ in range(3):
+        simulator.print_trade("BTCUSDT", "50000.00", "0.5")
+    answers = {
+        path: await rest(simulator, path)
+        for path in (
+            "/api/v3/ticker/24hr?symbol=BTCUSDT",
+            "/api/v3/ticker/24hr?symbol=BTCUSDT&type=MINI",
+            "/api/v3/trades?symbol=BTCUSDT&limit=2",
+            "/api/v3/aggTrades?symbol=BTCUSDT&limit=2",
+            "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=2",
+            "/api/v3/avgPrice?symbol=BTCUSDT",
+            "/api/v3/ticker/price?symbol=BTCUSDT",
+            "/api/v3/ticker/bookTicker?symbol=BTCUSDT",
+        )
+    }
+
+    assert all(status == 200 for status, _body in answers.values())
+    ticker = answers["/api/v3/ticker/24hr?symbol=BTCUSDT"][1]
+    assert set(ticker) == {
+        "symbol", "priceChange", "priceChangePercent", "weightedAvgPrice", "prevClosePrice", "lastPrice", "lastQty",
+        "bidPrice", "bidQty", "askPrice", "askQty", "openPrice", "highPrice", "lowPrice", "volume", "quoteVolume",
+        "openTime", "closeTime", "firstId", "lastId", "count",
+    }  # fmt: skip
+    mini = answers["/api/v3/ticker/24hr?symbol=BTCUSDT&type=MINI"][1]
+    assert set(mini) == {
+        "symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume", "openTime", "closeTime",
+        "firstId", "lastId", "count",
+    }  # fmt: skip
+    trades = answers["/api/v3/trades?symbol=BTCUSDT&limit=2"][1]
+    assert [set(t) for t in trades] == [{"id", "price", "qty", "quoteQty", "time", "isBuyerMaker", "isBestMatch"}] * 2
+    aggs = answers["/api/v3/aggTrades?symbol=BTCUSDT&limit=2"][1]
+    assert [set(a) for a in aggs] == [{"a", "p", "q", "f", "l", "T", "m", "M"}] * 2
+    assert [a["f"] for a in aggs] == [t["id"] for t in trades]
+    klines = answers["/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=2"][1]
+    assert klines and all(len(k) == 12 and k[6] == k[0] + 59_999 for k in klines)
+    assert set(answers["/api/v3/avgPrice?symbol=BTCUSDT"][1]) == {"mins", "price", "closeTime"}
+    assert answers["/api/v3/ticker/price?symbol=BTCUSDT"][1] == {"symbol": "BTCUSDT", "price": "50000.00"}
+    assert set(answers["/api/v3/ticker/bookTicker?symbol=BTCUSDT"][1]) == {
+        "symbol", "bidPrice", "bidQty", "askPrice", "askQty"
+    }  # fmt: skip
+
+
+async def test_klines_sum_to_the_24h_ticker(simulator):
+    for n in range(20):
+        simulator.print_trade("ETHUSDT", f"30{n:02d}.00", "0.5", buyer_maker=n % 2 == 0)
+    simulator.pause()
+    _status, ticker = await rest(simulator, "/api/v3/ticker/24hr?symbol=ETHUSDT")
+    _status, klines = await rest(simulator, "/api/v3/klines?symbol=ETHUSDT&interval=1m&limit=1000")
+    _status, hourly = await rest(simulator, "/api/v3/klines?symbol=ETHUSDT&interval=1h")
+
+    assert sum(Decimal(k[5]) for k in klines) == Decimal(ticker["volume"])
+    assert sum(Decimal(k[7]) for k in klines) == Decimal(ticker["quoteVolume"])
+    assert sum(k[8] for k in klines) == ticker["count"] == ticker["lastId"] - ticker["firstId"] + 1
+    assert max(Decimal(k[2]) for k in klines) == Decimal(ticker["highPrice"])
+    assert min(Decimal(k[3]) for k in klines) == Decimal(ticker["lowPrice"])
+    assert (klines[0][1], Decimal(klines[-1][4])) == (ticker["openPrice"], Decimal(ticker["lastPrice"]))
+    assert Decimal(hourly[-1][5]) == Decimal(ticker["volume"])  # the session is younger than an hour
+
+
+async def test_tickers_without_a_symbol_list_every_market(simulator):
+    _status, prices = await rest(simulator, "/api/v3/ticker/price")
+    _status, two = await rest(simulator, '/api/v3/ticker/bookTicker?symbols=["BTCUSDT","ADAUSDT"]')
+
+    assert {p["symbol"] for p in prices} == {"BTCUSDT", "ETHUSDT", "ADAUSDT"}
+    assert [b["symbol"] for b in two] == ["BTCUSDT", "ADAUSDT"]
+
+
+async def test_the_time_unit_header_gives_rest_times_in_microseconds(simulator):
+    simulator.print_trade("BTCUSDT", "50000.00", "0.5")
+    simulator.pause()  # the same trades and candles for both answers
+    micro = {"X-MBX-TIME-UNIT": "MICROSECOND"}
+    paths = ["/api/v3/trades?symbol=BTCUSDT&limit=1", "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=1"]
+    milli_trades, milli_klines = [(await http("GET", f"{simulator.rest_url}{p}"))[1] for p in paths]
+    micro_trades, micro_klines = [(await http("GET", f"{simulator.rest_url}{p}", headers=micro))[1] for p in paths]
+    _status, time_body = await http("GET", f"{simulator.rest_url}/api/v3/time", headers=micro)
+    refused, body = await http("GET", f"{simulator.rest_url}/api/v3/time", headers={"X-MBX-TIME-UNIT": "HOUR"})
+
+    assert micro_trades[0]["time"] == milli_trades[0]["time"] * 1000
+    assert (micro_klines[0][0], micro_klines[0][6]) == (milli_klines[0][0] * 1000, milli_klines[0][6] * 1000)
+    assert micro_klines[0][1:6] == milli_klines[0][1:6]
+    assert time_body["serverTime"] > 10**15
+    assert (refused, body["code"]) == (400, -1100)
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/api/v3/klines?symbol=BTCUSDT", -1102),
+        ("/api/v3/klines?symbol=BTCUSDT&interval=7m", -1120),
+        ("/api/v3/klines?interval=1m", -1102),
+        ("/api/v3/trades?symbol=NOPEUSDT", -1121),
+        ("/api/v3/trades?symbol=BTCUSDT&limit=x", -1100),
+        ("/api/v3/aggTrades?symbol=BTCUSDT&fromId=1&startTime=2", -1128),
+        ("/api/v3/ticker/24hr?symbol=BTCUSDT&type=HUGE", -1139),
+        ("/api/v3/ticker/price?symbols=BTCUSDT", -1100),
+        ("/api/v3/ticker/price?symbol=BTCUSDT&symbols=[]", -1101),
+        ("/api/v3/avgPrice", -1102),
+    ],
+)
+async def test_bad_market_data_requests_get_binances_error_body(simulator, path, code):
+    status, body = await rest(simulator, path)
+
+    assert status == 400
+    assert set(body) == {"code", "msg"} and body["code"] == code and body["msg"]
+
+
+def test_klines_fill_quiet_minutes_with_the_previous_close():
+    market = SimulatedMarket("BTCUSDT", random.Random(6), levels=10)
+    start = 1_700_000_040_000  # a minute boundary
+    market.trade("50000.00", "1", False, start + 1_000)
+    market.trade("50100.00", "2", True, start + 3 * 60_000 + 5)
+
+    klines = market.rest_klines("1m", start + 3 * 60_000 + 10, None, None, 10)
+
+    assert [k[0] for k in klines] == [start + n * 60_000 for n in range(4)]
+    assert klines[1][1:6] == ["50000.00000000"] * 4 + ["0.00000000"]
+    assert (klines[3][4], klines[3][5], klines[3][9]) == ("50100.00000000", "2.00000000", "0.00000000")
+    assert (klines[0][9], klines[0][8]) == ("1.00000000", 1)  # the taker bought
+
+
+def test_weekly_and_monthly_klines_open_on_binances_boundaries():
+    market = SimulatedMarket("BTCUSDT", random.Random(6), levels=10)
+    wednesday = 1_700_000_000_000  # 2023-11-14 22:13 UTC
+    market.trade("50000.00", "1", False, wednesday)
+
+    (week,) = market.rest_klines("1w", wednesday, None, None, 1)
+    (month,) = market.rest_klines("1M", wednesday, None, None, 1)
+
+    assert week[0] == 1_699_833_600_000  # Monday 2023-11-13 00:00 UTC
+    assert (month[0], month[6]) == (1_698_796_800_000, 1_701_388_799_999)  # November 2023
+
+
+# --- the command ----------------------------------------------------------------------------------------
+
+
+def test_simulate_exchange_starts_outside_debug_without_a_secret_key_and_says_where_once():
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_SETTINGS_MODULE")}
+    env["DJANGO_DEBUG"] = "0"
+    with exchange_process("--symbols", "BTCUSDT", env=env) as exchange:
+        status, body = _get_json(f"{exchange.rest_url}/api/v3/ticker/price?symbol=BTCUSDT")
+        lines = exchange.stop(TIMEOUT)
+
+    assert (status, body["symbol"]) == (200, "BTCUSDT")
+    assert exchange.process.returncode == 0
+    assert sum("listening on" in line for line in lines) == 1, lines
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        return response.status, orjson.loads(response.read())

@@ -12,8 +12,8 @@ from django.core.management import call_command
 
 from marketdata import normalize, services
 from marketdata.exceptions import NormalizeError
+from marketdata.exchange_server import ExchangeSimulator, SimulatorConfig
 from marketdata.models import Symbol
-from marketdata.simulator import ExchangeSimulator, SimulatorConfig
 from tests.support import TIMEOUT
 
 

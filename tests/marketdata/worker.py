@@ -11,7 +11,7 @@ import orjson
 from channels.layers import get_channel_layer
 
 from marketdata.backoff import RetryPolicy
-from marketdata.simulator import ExchangeSimulator
+from marketdata.exchange_server import ExchangeSimulator
 from marketdata.stream import STREAM_KINDS, MarketDataWorker, WorkerOptions
 from realtime import groups
 from tests.support import TIMEOUT

@@ -7,7 +7,7 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.simulator import ExchangeSimulator, SimulatorConfig, serve_until_signalled
+from marketdata.exchange_server import ExchangeSimulator, SimulatorConfig, serve_until_signalled
 
 
 class Command(BaseCommand):
