@@ -194,7 +194,13 @@ class RedisRegistry:
         if conn is None:
             return
         conn.subscriptions = count
-        await self._redis().hset(self._key("info"), conn_id, self._info(conn))
+        # With its expiry: an entry swept while this process could not refresh it must not come back
+        # as a connection nobody will ever remove.
+        expires = time.time() * 1000 + ENTRY_TTL * 1000
+        async with self._redis().pipeline(transaction=True) as pipe:
+            pipe.zadd(self._key("connections"), {conn_id: expires})
+            pipe.hset(self._key("info"), conn_id, self._info(conn))
+            await pipe.execute()
 
     async def status(self) -> Status:
         redis = self._redis()

@@ -419,6 +419,9 @@ class Session:
             return []
         if self.expires_at is not None and wall >= self.expires_at:
             return self.close(Code.AUTH_FAILED, "Token expired: reconnect with a fresh access token")
+        if self.outbox:
+            self.last_sent = now  # frames are waiting to be written: not silent, and no heartbeat piles up
+            return []
         if now >= self.last_sent + self.limits.heartbeat_interval:
             return self.reply(protocol.heartbeat())
         return []

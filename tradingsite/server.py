@@ -79,7 +79,7 @@ async def run_with_market_source(stop: asyncio.Event) -> None:
 @contextlib.asynccontextmanager
 async def market_source():
     """WorkerOptions for Binance when it answers, else for a local simulator started here."""
-    from marketdata.simulator import ExchangeSimulator, SimulatorConfig
+    from marketdata.exchange_server import ExchangeSimulator, SimulatorConfig
     from marketdata.stream import WorkerOptions
 
     app = settings.APP
