@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -87,6 +88,10 @@ class MemoryRegistry:
             self._connections[conn_id].subscriptions = count
 
     async def status(self) -> Status:
+        return self.status_now()
+
+    def status_now(self) -> Status:
+        """The figures, from any thread (the dict is only read, as one copy)."""
         return _status_of(list(self._connections.values()))
 
 
@@ -135,6 +140,7 @@ class RedisRegistry:
         self._local: dict[str, Connection] = {}
         self._clients: dict[int, object] = {}
         self._refresher: asyncio.Task | None = None
+        self._sync_client = None
 
     def _key(self, *parts: object) -> str:
         return ":".join((self._prefix, *map(str, parts)))
@@ -204,10 +210,25 @@ class RedisRegistry:
 
     async def status(self) -> Status:
         redis = self._redis()
-        now = time.time() * 1000
-        await redis.eval(_SWEEP, 2, self._key("connections"), self._key("info"), now)
+        await self.sweep()
         raw = await redis.hgetall(self._key("info"))
         return _status_of([self._parse(conn_id, value) for conn_id, value in raw.items()])
+
+    def status_now(self) -> Status:
+        """The same figures through a blocking client: for a worker thread, never the event loop."""
+        import redis as redis_sync
+
+        if self._sync_client is None:
+            self._sync_client = redis_sync.Redis.from_url(self._url, decode_responses=True)
+        now = time.time() * 1000
+        self._sync_client.eval(_SWEEP, 2, self._key("connections"), self._key("info"), now)
+        raw = self._sync_client.hgetall(self._key("info"))
+        return _status_of([self._parse(conn_id, value) for conn_id, value in raw.items()])
+
+    async def sweep(self) -> int:
+        """Forget every connection whose process stopped refreshing it (a process that died)."""
+        now = time.time() * 1000
+        return await self._redis().eval(_SWEEP, 2, self._key("connections"), self._key("info"), now)
 
     async def refresh(self) -> None:
         """Push this process's live entries' expiry forward."""
@@ -232,6 +253,7 @@ class RedisRegistry:
             await asyncio.sleep(REFRESH_EVERY)
             try:
                 await self.refresh()
+                await self.sweep()  # entries of dead processes go without waiting for /ws/status
             except Exception:
                 # Redis away for a moment: entries may expire and be re-added on the next refresh.
                 logger.warning("could not refresh connection registry", exc_info=True)
@@ -256,3 +278,18 @@ def get_registry() -> MemoryRegistry | RedisRegistry:
         url = settings.APP.redis_url
         _registry = RedisRegistry(url) if url else MemoryRegistry()
     return _registry
+
+
+STATUS_MAX_AGE = 2.0  # seconds /ws/status figures may be old: one computation serves every request
+_status_lock = threading.Lock()
+_status_cache: tuple[float, Status] | None = None
+
+
+def cached_status() -> Status:
+    """The registry's figures, computed at most every STATUS_MAX_AGE seconds, in the calling thread."""
+    global _status_cache
+    with _status_lock:
+        now = time.monotonic()
+        if _status_cache is None or now - _status_cache[0] > STATUS_MAX_AGE:
+            _status_cache = (now, get_registry().status_now())
+        return _status_cache[1]

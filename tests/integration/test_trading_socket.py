@@ -247,13 +247,23 @@ async def test_status_counts_connections_and_subscriptions_across_instances(gate
     async with await connect_user(gateway, user) as a, await connect_user(second_gateway, user) as b:
         await a.subscribe({"type": "subscribe", "channels": ["orders", "portfolio"]})
         await b.subscribe({"type": "subscribe_symbol", "symbols": ["BTCUSDT"]})
-        during = second_gateway.status(staff)
+        # /ws/status figures are cached for up to 2 s: wait for the first answer that counts both.
+        during = await status_when(second_gateway, staff, lambda s: s["user_connections"].get(f"user_{user}") == 2)
         anonymous = gateway.status()
     assert during["status"] == "active"
     assert during["active_connections"] == before["active_connections"] + 2
     assert during["total_subscriptions"] == before["total_subscriptions"] + 3
     assert during["user_connections"][f"user_{user}"] == 2
     assert "user_connections" not in anonymous
+
+
+async def status_when(gateway, token: str, ready) -> dict:
+    """The first /ws/status answer that satisfies `ready`, asked again while it is cached."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not ready(figures := await asyncio.to_thread(gateway.status, token)):
+        assert asyncio.get_running_loop().time() < deadline, f"status never got there: {figures}"
+        await asyncio.sleep(0.25)  # the cache's own period is 2 s; nothing to await but the next answer
+    return figures
 
 
 async def test_status_hides_the_per_user_map_from_non_staff_users(gateway, stack):
