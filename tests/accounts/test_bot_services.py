@@ -141,5 +141,6 @@ def test_bot_performance_counts_only_the_bots_own_fills(user):
     place(user, "buy", "1", bot_id=bot.pk)
     place(user, "buy", "1")  # the owner's own trade
     set_price("BTCUSDT", "41000")
+    bot.refresh_from_db()  # the fill updated the performance kept on the bot's row
     figures = selectors.bot_performance(bot=bot)
-    assert (figures.total_pnl, figures.trades_today) == (D("1000"), 1)
+    assert (figures.total_pnl, figures.trades_today, figures.fees) == (D("960"), 1, D("40"))
