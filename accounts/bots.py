@@ -26,7 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from accounts.exceptions import InvalidInput
-from accounts.money import ZERO, DecimalParseError, fits_column, parse_decimal, percent, plain, quantize
+from accounts.money import ZERO, DecimalParseError, fits_column, parse_decimal, percent, plain, quantize, wide
 from accounts.money import round_down_to_step as _round_down
 from accounts.portfolio import PositionState, apply_fill, unrealized_pnl
 
@@ -97,6 +97,7 @@ def performance_apply(state: PerformanceState, fill: BotFill) -> PerformanceStat
     )
 
 
+@wide
 def performance_report(state: PerformanceState, *, market_price: Decimal | None, today: date) -> Performance:
     """Figures for a bot: PnL net of fees (unrealised at the last price), win rate, fills today."""
     position = state.position

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accounts.money import ZERO, plain, quantize_down, quantize_up
+from accounts.money import WIDE, ZERO, plain, quantize_down, quantize_up
 
 BUY = "buy"
 SELL = "sell"
@@ -47,29 +47,29 @@ class Funds:
     def reserve(self, amount: Decimal) -> Funds:
         """Move `amount` from free to locked (an order is placed)."""
         self._check(amount, self.free)
-        return Funds(self.asset, self.free - amount, self.locked + amount)
+        return Funds(self.asset, WIDE.subtract(self.free, amount), WIDE.add(self.locked, amount))
 
     def release(self, amount: Decimal) -> Funds:
         """Move `amount` from locked back to free (an order ended with some of its reservation left)."""
         if amount < 0 or amount > self.locked:
             raise ValueError(f"cannot release {amount} of {self.locked} locked {self.asset}")
-        return Funds(self.asset, self.free + amount, self.locked - amount)
+        return Funds(self.asset, WIDE.add(self.free, amount), WIDE.subtract(self.locked, amount))
 
     def spend_locked(self, amount: Decimal) -> Funds:
         """Pay `amount` out of what an order had locked (a resting order fills)."""
         if amount < 0 or amount > self.locked:
             raise ValueError(f"cannot spend {amount} of {self.locked} locked {self.asset}")
-        return Funds(self.asset, self.free, self.locked - amount)
+        return Funds(self.asset, self.free, WIDE.subtract(self.locked, amount))
 
     def spend_free(self, amount: Decimal) -> Funds:
         """Pay `amount` out of the free balance (a market order fills)."""
         self._check(amount, self.free)
-        return Funds(self.asset, self.free - amount, self.locked)
+        return Funds(self.asset, WIDE.subtract(self.free, amount), self.locked)
 
     def credit(self, amount: Decimal) -> Funds:
         if amount < 0:
             raise ValueError("a credit is never negative")
-        return Funds(self.asset, self.free + amount, self.locked)
+        return Funds(self.asset, WIDE.add(self.free, amount), self.locked)
 
     def _check(self, amount: Decimal, available: Decimal) -> None:
         if amount < 0:
@@ -83,24 +83,24 @@ class Funds:
 
 def fill_value(quantity: Decimal, price: Decimal) -> Decimal:
     """What a fill is worth in the quote asset, rounded down to the stored precision."""
-    return quantize_down(quantity * price)
+    return quantize_down(WIDE.multiply(quantity, price))
 
 
 def fee_for(value: Decimal, rate: Decimal) -> Decimal:
     """The fee on a fill of that value, in the quote asset, rounded down."""
-    return quantize_down(value * rate)
+    return quantize_down(WIDE.multiply(value, rate))
 
 
 def buy_cost(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal:
     """What a buy fill takes from the quote balance: its value plus its fee."""
     value = fill_value(quantity, price)
-    return value + fee_for(value, rate)
+    return WIDE.add(value, fee_for(value, rate))
 
 
 def buy_reservation(quantity: Decimal, limit: Decimal, rate: Decimal) -> Decimal:
     """What a buy limit order locks: quantity x limit x (1 + rate), rounded up. It covers any fills
     at or under the limit at a rate up to `rate`, because each fill's cost is rounded down."""
-    return quantize_up(quantity * limit * (1 + rate))
+    return quantize_up(WIDE.multiply(WIDE.multiply(quantity, limit), WIDE.add(1, rate)))
 
 
 def reservation(side: str, quantity: Decimal, limit: Decimal, rate: Decimal) -> Decimal:
@@ -139,12 +139,14 @@ def settle_fill(
     value = fill_value(quantity, price)
     fee = fee_for(value, rate)
     if side == BUY:
-        cost = value + fee
+        cost = WIDE.add(value, fee)
         from_locked = min(cost, reserved)
-        quote = quote.spend_locked(from_locked).spend_free(cost - from_locked)
-        return Settlement(value, fee, reserved - from_locked, quote, base.credit(quantity))
+        quote = quote.spend_locked(from_locked).spend_free(WIDE.subtract(cost, from_locked))
+        return Settlement(value, fee, WIDE.subtract(reserved, from_locked), quote, base.credit(quantity))
     if side == SELL:
         from_locked = min(quantity, reserved)
-        base = base.spend_locked(from_locked).spend_free(quantity - from_locked)
-        return Settlement(value, fee, reserved - from_locked, quote.credit(value - fee), base)
+        base = base.spend_locked(from_locked).spend_free(WIDE.subtract(quantity, from_locked))
+        return Settlement(
+            value, fee, WIDE.subtract(reserved, from_locked), quote.credit(WIDE.subtract(value, fee)), base
+        )
     raise ValueError(f"side must be buy or sell, not {side!r}")

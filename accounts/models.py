@@ -12,7 +12,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 from accounts.money import DECIMAL_PLACES, MAX_DIGITS, from_sortable, to_sortable
 
@@ -167,12 +166,10 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["symbol", "status"], name="order_symbol_status"),
             models.Index(fields=["owner", "status"], name="order_owner_status"),
-            # Paper matching asks for the resting orders a trade's price crosses, best price first.
-            models.Index(
-                fields=["symbol", "side", "price", "id"],
-                name="order_resting_price",
-                condition=Q(order_type="limit", status__in=["new", "partially_filled"]),
-            ),
+            # Paper matching asks for the open orders of one side a trade's price crosses: the cost
+            # follows the orders that cross, not all open orders (a plain index: SQLite does not use
+            # a partial one for a query with bound parameters).
+            models.Index(fields=["symbol", "side", "status", "price"], name="order_resting_price"),
         ]
 
     def __str__(self) -> str:

@@ -13,8 +13,18 @@ like the numbers, because SQLite's own numeric storage keeps only 15 significant
 
 from __future__ import annotations
 
+import functools
 import re
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    InvalidOperation,
+    localcontext,
+)
 
 MAX_DIGITS = 30
 DECIMAL_PLACES = 12
@@ -23,6 +33,22 @@ PERCENT_PLACES = Decimal("0.01")
 ZERO = Decimal(0)
 # Anything at or above this does not fit the columns once multiplied out; refuse it up front.
 MAX_AMOUNT = Decimal(10) ** 15
+# Stored amounts have up to 30 digits and their products up to 60: the default context (28 digits)
+# would round them, or make quantize raise, once amounts pass about 10^16. Money arithmetic that
+# can get there runs in this one.
+WIDE = Context(prec=80)
+
+
+def wide(function):
+    """Run a function's Decimal arithmetic in the WIDE context (exact for every stored amount)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with localcontext(WIDE):
+            return function(*args, **kwargs)
+
+    return wrapper
+
 
 _PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
@@ -58,17 +84,17 @@ def parse_decimal(value: object) -> Decimal:
 
 def quantize(value: Decimal) -> Decimal:
     """Round a derived amount to the stored precision (half-even, as banks and exchanges do)."""
-    return value.quantize(PLACES, rounding=ROUND_HALF_EVEN)
+    return value.quantize(PLACES, rounding=ROUND_HALF_EVEN, context=WIDE)
 
 
 def quantize_down(value: Decimal) -> Decimal:
     """Toward minus infinity: what the paper exchange pays or charges for a fill never exceeds the exact value."""
-    return value.quantize(PLACES, rounding=ROUND_FLOOR)
+    return value.quantize(PLACES, rounding=ROUND_FLOOR, context=WIDE)
 
 
 def quantize_up(value: Decimal) -> Decimal:
     """Toward plus infinity: what an order reserves is never below what it may need."""
-    return value.quantize(PLACES, rounding=ROUND_CEILING)
+    return value.quantize(PLACES, rounding=ROUND_CEILING, context=WIDE)
 
 
 def percent(part: int, whole: int) -> Decimal:
@@ -119,7 +145,7 @@ def fits_storage(value: Decimal) -> bool:
     """Whether a value is exactly representable in DecimalField(30, 12)."""
     if not value.is_finite():
         return False
-    return value == quantize(value) and abs(value) < _COMPLEMENT
+    return value == quantize(value) and value.copy_abs() < _COMPLEMENT
 
 
 def to_sortable(value: Decimal) -> str:
@@ -127,16 +153,16 @@ def to_sortable(value: Decimal) -> str:
 
     0 -> "000000000000000000.000000000000"; -1 -> "-999999999999999999.000000000000".
     """
-    if not value.is_finite() or abs(value) >= _COMPLEMENT:
+    if not value.is_finite() or value.copy_abs() >= _COMPLEMENT:
         raise ValueError(f"{value} does not fit DecimalField({MAX_DIGITS}, {DECIMAL_PLACES})")
     exact = quantize(value)  # as PostgreSQL's numeric(30, 12) would; inputs are validated to fit before
     if exact < 0:
-        return "-" + format(_COMPLEMENT + exact, "f").zfill(_SORTABLE_WIDTH)
-    return format(exact + 0, "f").zfill(_SORTABLE_WIDTH)  # + 0 turns -0 into 0
+        return "-" + format(WIDE.add(_COMPLEMENT, exact), "f").zfill(_SORTABLE_WIDTH)
+    return format(WIDE.add(exact, 0), "f").zfill(_SORTABLE_WIDTH)  # + 0 turns -0 into 0
 
 
 def from_sortable(text: str) -> Decimal:
     """The inverse of to_sortable; also reads plain decimal text (rows written before the encoding)."""
     if len(text) == _SORTABLE_WIDTH + 1 and text.startswith("-"):
-        return quantize(Decimal(text[1:]) - _COMPLEMENT)
+        return quantize(WIDE.subtract(Decimal(text[1:]), _COMPLEMENT))
     return quantize(Decimal(text))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from accounts.ledger import fill_value
-from accounts.money import ZERO, quantize
+from accounts.money import ZERO, quantize, wide
 
 BUY = "buy"
 SELL = "sell"
@@ -31,11 +31,13 @@ class PositionState:
     fees: Decimal = ZERO  # fees paid on this symbol's fills
 
     @property
+    @wide
     def average_price(self) -> Decimal:
         """Average entry price of the open quantity; 0 when flat."""
         return ZERO if self.quantity == 0 else quantize(self.cost / self.quantity)
 
     @property
+    @wide
     def net_realized_pnl(self) -> Decimal:
         return self.realized_pnl - self.fees
 
@@ -56,6 +58,7 @@ def signed(side: str, quantity: Decimal) -> Decimal:
     raise ValueError(f"side must be buy or sell, not {side!r}")
 
 
+@wide
 def apply_fill(
     state: PositionState, *, side: str, quantity: Decimal, price: Decimal, fee: Decimal = ZERO
 ) -> FillResult:
@@ -87,14 +90,17 @@ def apply_fill(
     return FillResult(position, realized, cash_delta, reduced=True)
 
 
+@wide
 def unrealized_pnl(state: PositionState, market_price: Decimal) -> Decimal:
     return quantize(state.quantity * market_price - state.cost)
 
 
+@wide
 def market_value(quantity: Decimal, market_price: Decimal) -> Decimal:
     return quantize(quantity * market_price)
 
 
+@wide
 def notional(quantity: Decimal, market_price: Decimal) -> Decimal:
     """The size of a position in quote currency, whichever its direction."""
     return quantize(abs(quantity) * market_price)
@@ -146,6 +152,7 @@ class Valuation:
     currency: str = CASH_CURRENCY
 
 
+@wide
 def value_position(symbol: str, state: PositionState, market_price: Decimal | None) -> PositionValue:
     price = state.average_price if market_price is None else market_price
     return PositionValue(
@@ -160,6 +167,7 @@ def value_position(symbol: str, state: PositionState, market_price: Decimal | No
     )
 
 
+@wide
 def value_portfolio(
     cash: Decimal,
     positions: Iterable[tuple[str, PositionState]],

@@ -200,7 +200,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='order',
-            index=models.Index(condition=models.Q(('order_type', 'limit'), ('status__in', ['new', 'partially_filled'])), fields=['symbol', 'side', 'price', 'id'], name='order_resting_price'),
+            index=models.Index(fields=['symbol', 'side', 'status', 'price'], name='order_resting_price'),
         ),
         migrations.AddField(
             model_name='balance',

@@ -21,7 +21,7 @@ from accounts import ledger, matching, selectors
 from accounts.exceptions import TradingError
 from accounts.ledger import Shortfall
 from accounts.models import Bot, Fill, Order, Position
-from accounts.money import ZERO, quantize
+from accounts.money import ZERO, quantize, wide
 from accounts.portfolio import apply_fill
 from accounts.services import _common, balances
 from accounts.services._common import Prices, publish_bot, publish_order
@@ -63,6 +63,7 @@ def order_end(order: Order, status: str, reason: str = "") -> None:
     publish_order(order)
 
 
+@wide
 def _book_legs(order: Order, legs: Sequence[matching.Level], *, maker: bool, trade_id: str, now: datetime) -> list:
     """Book fills of a locked open order: balances, the order's figures, its Fill rows, the position."""
     base, quote = selectors.symbol_assets(name=order.symbol)

@@ -16,7 +16,7 @@ from accounts import ledger, matching, selectors
 from accounts.exceptions import InvalidInput, InvalidState, MarketUnavailable, NotFound
 from accounts.ledger import Shortfall
 from accounts.models import Order, Side
-from accounts.money import fits_column, is_multiple, plain, quantize
+from accounts.money import fits_column, is_multiple, plain, quantize, wide
 from accounts.services import balances, fills
 from accounts.services._common import Prices, app, lock_user, positive_amount, publish_order, tradable_symbol
 from marketdata.models import Symbol
@@ -50,6 +50,7 @@ def _validated_order(
     return quantity, price
 
 
+@wide
 def _check_notional(symbol: Symbol, quantity: Decimal, price: Decimal | None) -> None:
     if price is None:
         return
@@ -167,6 +168,7 @@ def _place_limit(
     return order
 
 
+@wide
 def _place_market(*, user_id: int, symbol: Symbol, side: str, quantity: Decimal, bot_id: int | None, prices) -> Order:
     last_price, levels = _fresh_book(symbol.name, side)
     _check_notional(symbol, quantity, last_price)
