@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 REVALUE_INTERVAL_SECONDS = 1.0  # at most one price-driven portfolio message per user per second
 BOT_TICK_SECONDS = 1.0
+# Trades waiting for matching, per symbol: far more than a run ever lags behind; past it the oldest
+# are dropped, loudly, rather than the worker's memory growing without bound.
+MAX_PENDING_TRADES = 100_000
 
 
 def _price(message: dict) -> tuple[str, Decimal] | None:
@@ -105,7 +108,13 @@ class Engine:
         trade = _trade(message, symbol, price)
         if trade is None:
             return
-        self._pending.setdefault(symbol, []).append(trade)
+        pending = self._pending.setdefault(symbol, [])
+        if len(pending) >= MAX_PENDING_TRADES:
+            dropped = pending.pop(0)
+            logger.error(
+                "paper matching on %s is %d trades behind: trade %s not matched", symbol, len(pending), dropped.trade_id
+            )
+        pending.append(trade)
         task = self._matchers.get(symbol)
         if task is None or task.done():
             self._matchers[symbol] = asyncio.create_task(self._match_loop(symbol), name=f"accounts-match-{symbol}")
