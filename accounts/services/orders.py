@@ -15,7 +15,7 @@ from django.db import transaction
 from accounts import ledger, matching, selectors
 from accounts.exceptions import InvalidInput, InvalidState, MarketUnavailable, NotFound
 from accounts.ledger import Shortfall
-from accounts.models import Order, Side
+from accounts.models import Bot, Order, Side
 from accounts.money import fits_column, is_multiple, plain, quantize, wide
 from accounts.services import balances, fills
 from accounts.services._common import Prices, app, lock_user, positive_amount, publish_order, tradable_symbol
@@ -208,8 +208,6 @@ def _bot(bot_id: int | None):
     """The placing bot's row (its caller already holds its lock), for its performance figures."""
     if bot_id is None:
         return None
-    from accounts.models import Bot
-
     return Bot.objects.select_for_update().filter(pk=bot_id).first()
 
 
