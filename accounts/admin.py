@@ -32,6 +32,9 @@ class ReadOnlyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields  # shown, never edited here (and updated_at is not editable at all)
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
