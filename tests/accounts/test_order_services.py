@@ -340,3 +340,18 @@ def test_an_order_below_the_symbols_minimum_value_is_refused():
 def test_symbols_are_matched_whatever_their_case():
     set_price("BTCUSDT", "50000")
     assert place(make_user(), "buy", "0.1", symbol="btcusdt").symbol == "BTCUSDT"
+
+
+def test_a_fill_that_would_overflow_a_balance_ends_the_order_once_and_the_portfolio_still_reads():
+    from accounts import selectors
+
+    user = make_user()
+    fund(user, "USDT", "999999999999999999")
+    fund(user, "BTC", "1")
+    order = place(user, "sell", "1", price="100")
+    assert services.orders_match_trade(symbol="BTCUSDT", trade=trade_at("100", "1", after=order.created_at)) == []
+    order = reload(order)
+    assert order.status == "rejected" and "could not be filled" in order.reason
+    assert balance(user, "BTC") == (D("1"), 0), "the reservation is released, nothing else changed"
+    assert selectors.portfolio_get(user_id=user.pk).cash == D("999999999999999999")
+    assert services.orders_match_trade(symbol="BTCUSDT", trade=trade_at("100", "1")) == [], "not retried"
