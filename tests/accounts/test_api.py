@@ -314,3 +314,27 @@ def test_risk_limits_are_listed_only_for_their_owner(client):
     other = api_client(make_user("bob"))
     other.post("/api/risk-limits/", {"symbol": "BTCUSDT", "max_notional": "5000"}, format="json")
     assert client.get("/api/risk-limits/").json() == []
+
+
+def test_over_max_open_orders_per_user_a_new_limit_order_gets_a_400(client, settings):
+    settings.APP = type(settings.APP)(**{**settings.APP.__dict__, "max_open_orders_per_user": 1})
+    assert client.post("/api/orders/", limit_buy(), format="json").status_code == 201
+    response = client.post("/api/orders/", limit_buy(), format="json")
+    assert response.status_code == 400 and "MAX_OPEN_ORDERS_PER_USER=1" in str(response.json())
+
+
+def test_over_max_bots_per_user_a_new_bot_gets_a_400(client, settings):
+    settings.APP = type(settings.APP)(**{**settings.APP.__dict__, "max_bots_per_user": 1})
+    payload = {"name": "b", "symbol": "BTCUSDT", "params": {"quote_amount": "100", "interval_seconds": 10}}
+    assert client.post("/api/bots/", payload, format="json").status_code == 201
+    response = client.post("/api/bots/", payload, format="json")
+    assert response.status_code == 400 and "MAX_BOTS_PER_USER=1" in str(response.json())
+
+
+def test_a_grid_bot_is_created_with_its_params(client):
+    params = {"lower": "45000", "upper": "55000", "levels": 11, "quantity_per_level": "0.001"}
+    response = client.post(
+        "/api/bots/", {"name": "grid", "symbol": "BTCUSDT", "strategy": "grid", "params": params}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert (response.json()["strategy"], response.json()["params"]) == ("grid", params)
