@@ -23,7 +23,7 @@ from accounts.ledger import Shortfall
 from accounts.models import Bot, Fill, Order, Position
 from accounts.money import ZERO, quantize, wide
 from accounts.portfolio import apply_fill
-from accounts.services import _common, balances
+from accounts.services import _common, balances, portfolio, risk
 from accounts.services._common import Prices, publish_bot, publish_order
 
 logger = logging.getLogger("accounts.services")
@@ -162,8 +162,6 @@ def order_fill_locked(
 
 
 def _after_fill(order: Order, fills: list[Fill], *, bot: Bot | None, prices: Prices | None, last: Decimal) -> None:
-    from accounts.services import portfolio, risk  # these import nothing back from here
-
     mark = selectors.market_price(symbol=order.symbol, prices=prices) or last
     marks = {**(prices or {}), order.symbol: mark}
     if bot is not None:

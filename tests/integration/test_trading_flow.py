@@ -268,18 +268,22 @@ async def tape(gateway, exchange, symbol: str) -> AsyncIterator[Tape]:
 
 
 async def book_around(gateway, symbol: str, price: str) -> None:
-    """Wait until the gateway's book for `symbol` has moved to a printed price (the local exchange
-    re-centres its book on a printed trade at its next step), so resting orders away from that
-    price do not meet a book still sitting where an earlier test left it."""
+    """Wait until the gateway's book for `symbol` is centred within 0.2 % of a printed price (the
+    local exchange re-centres its book on a printed trade at its next step, then walks it a level
+    or so a step), so orders placed well away from that price do not meet a book still sitting
+    where an earlier test left it."""
     level = Decimal(price)
+
+    def centred(message: dict) -> bool:
+        if message["type"] != "orderbook" or not message["bids"] or not message["asks"]:
+            return False
+        mid = (Decimal(message["bids"][0][0]) + Decimal(message["asks"][0][0])) / 2
+        return abs(mid - level) <= level / 500
+
     async with await Client.connect(f"{gateway.ws}/ws/market") as market:
         await market.subscribe({"type": "subscribe_orderbook", "symbols": [symbol]})
         await market.recv_until(
-            lambda m: (
-                m["type"] == "orderbook"
-                and Decimal(m["bids"][0][0]) < level <= Decimal(m["asks"][0][0])
-                and Decimal(m["asks"][0][0]) - level < level / 100
-            ),
+            centred,
             timeout=SLOW,
         )
 
@@ -347,14 +351,15 @@ async def test_a_cancel_racing_a_fill_ends_in_exactly_one_of_them(worker, live_g
         assert stock["status"] == "filled", stock  # the markers sell it
         for offset in RACE_OFFSETS:
             await xrp.print("0.6000")
+            await book_around(live_gateway, "XRPUSDT", "0.6000")  # neither order below may meet the book
             raced = await racer.place(symbol="XRPUSDT", side="buy", type="limit", quantity="10", price="0.5900")
-            marker = await racer.place(symbol="XRPUSDT", side="sell", type="limit", quantity="10", price="0.6100")
+            marker = await racer.place(symbol="XRPUSDT", side="sell", type="limit", quantity="10", price="0.6200")
             assert (raced["status"], marker["status"]) == ("new", "new")
             (cancel_status, canceled), _ = await asyncio.gather(
                 started_after(-offset, racer.call("POST", f"orders/{raced['id']}/cancel/")),
                 started_after(offset, xrp.print_now("0.5900", quantity="10")),
             )
-            await xrp.print_now("0.6100", quantity="10")  # the marker's fill comes after any fill of the raced order
+            await xrp.print_now("0.6200", quantity="10")  # the marker's fill comes after any fill of the raced order
             await racer.order_reaches(marker["id"], "filled")
             _, final = await racer.call("GET", f"orders/{raced['id']}/")
             outcomes.append((offset, final["status"]))
