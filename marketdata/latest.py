@@ -31,13 +31,18 @@ def _snapshot_key(stream: str, symbol: str) -> str:
     return f"latest:{stream}:{symbol.upper()}"
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @dataclass(frozen=True)
 class LastTrade:
     price: Decimal
-    recorded_at: float  # time.time() when the worker recorded it
+    recorded_ms: int  # epoch milliseconds when the worker recorded it
 
-    def age(self, now: float | None = None) -> float:
-        return max(0.0, (time.time() if now is None else now) - self.recorded_at)
+    def age(self, now: int | None = None) -> float:
+        """Seconds since it was recorded."""
+        return max(0, (now_ms() if now is None else now) - self.recorded_ms) / 1000
 
 
 @dataclass(frozen=True)
@@ -48,17 +53,17 @@ class StoredBook:
     asks: tuple[tuple[Decimal, Decimal], ...]
 
 
-def _price_value(price: Decimal | str, at: float | None) -> str:
+def _price_value(price: Decimal | str, at_ms: int | None) -> str:
     # One value, so the price and its time are always read together.
-    return f"{price}@{time.time() if at is None else at!r}"
+    return f"{price}@{now_ms() if at_ms is None else int(at_ms)}"
 
 
-def record_trade_price(symbol: str, price: Decimal | str, *, at: float | None = None) -> None:
-    cache.set(_price_key(symbol), _price_value(price, at), PRICE_TTL_SECONDS)
+def record_trade_price(symbol: str, price: Decimal | str, *, at_ms: int | None = None) -> None:
+    cache.set(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
 
 
-async def arecord_trade_price(symbol: str, price: Decimal | str, *, at: float | None = None) -> None:
-    await cache.aset(_price_key(symbol), _price_value(price, at), PRICE_TTL_SECONDS)
+async def arecord_trade_price(symbol: str, price: Decimal | str, *, at_ms: int | None = None) -> None:
+    await cache.aset(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
 
 
 def last_trade(symbol: str) -> LastTrade | None:
@@ -68,7 +73,7 @@ def last_trade(symbol: str) -> LastTrade | None:
         return None
     price, _, at = str(raw).partition("@")
     try:
-        return LastTrade(Decimal(price), float(at) if at else 0.0)
+        return LastTrade(Decimal(price), int(at) if at else 0)
     except (InvalidOperation, ValueError):
         return None
 

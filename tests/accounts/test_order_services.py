@@ -68,7 +68,7 @@ def test_a_market_order_is_refused_while_no_price_is_known():
 
 
 def test_a_market_order_is_refused_on_a_price_older_than_max_price_age(settings):
-    latest.record_trade_price("BTCUSDT", "50000", at=datetime.now(UTC).timestamp() - 11)
+    latest.record_trade_price("BTCUSDT", "50000", at_ms=latest.now_ms() - 11_000)
     set_book("BTCUSDT", [("50000", "1")], [("50000", "1")])
     with pytest.raises(MarketUnavailable, match="MAX_PRICE_AGE"):
         place(make_user(), "buy", "0.1")
