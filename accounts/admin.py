@@ -1,5 +1,5 @@
 """Admin: users with their trading state, bots (changes and start/stop go through the services),
-and read-only views of orders, fills, positions, risk limits and cash."""
+and read-only views of orders, fills, positions, risk limits and balances."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts import services
 from accounts.exceptions import TradingError
-from accounts.models import Bot, CashBalance, Fill, Order, Position, RiskLimit
+from accounts.models import Balance, Bot, Fill, Order, Position, RiskLimit
+from accounts.money import plain
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,6 +31,9 @@ class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields  # shown, never edited here (and updated_at is not editable at all)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -51,6 +55,12 @@ class PositionInline(ReadOnlyInline):
     fields = ("symbol", "quantity", "average_price", "realized_pnl", "updated_at")
 
 
+class BalanceInline(ReadOnlyInline):
+    model = Balance
+    fields = ("asset", "free", "locked", "updated_at")
+    show_change_link = False
+
+
 class RiskLimitInline(ReadOnlyInline):
     model = RiskLimit
     fields = ("symbol", "max_notional", "breached", "updated_at")
@@ -63,16 +73,16 @@ if admin.site.is_registered(User):
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    list_display = (*BaseUserAdmin.list_display, "is_active", "cash", "bot_count")
-    inlines = (BotInline, PositionInline, RiskLimitInline)
+    list_display = (*BaseUserAdmin.list_display, "is_active", "balances_summary", "bot_count")
+    inlines = (BalanceInline, BotInline, PositionInline, RiskLimitInline)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("cash_balance")
+        return super().get_queryset(request).prefetch_related("balances")
 
-    @admin.display(description="Paper cash")
-    def cash(self, user) -> str:
-        balance = getattr(user, "cash_balance", None)
-        return "-" if balance is None else f"{balance.amount.normalize():f} {balance.currency}"
+    @admin.display(description="Balances (free / locked)")
+    def balances_summary(self, user) -> str:
+        held = [b for b in user.balances.all() if b.free or b.locked]
+        return ", ".join(f"{b.asset} {plain(b.free)} / {plain(b.locked)}" for b in held) or "-"
 
     @admin.display(description="Bots")
     def bot_count(self, user) -> int:
@@ -160,7 +170,7 @@ class BotAdmin(admin.ModelAdmin):
 
 class FillInline(ReadOnlyInline):
     model = Fill
-    fields = ("executed_at", "quantity", "price", "trade_id")
+    fields = ("executed_at", "quantity", "price", "fee", "is_maker", "trade_id")
     show_change_link = False
 
 
@@ -177,6 +187,7 @@ class OrderAdmin(ReadOnlyAdmin):
         "status",
         "filled_quantity",
         "average_price",
+        "fee",
         "bot",
         "created_at",
     )
@@ -203,8 +214,9 @@ class RiskLimitAdmin(ReadOnlyAdmin):
     list_select_related = ("owner",)
 
 
-@admin.register(CashBalance)
-class CashBalanceAdmin(ReadOnlyAdmin):
-    list_display = ("owner", "amount", "currency", "updated_at")
-    search_fields = ("owner__username",)
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    list_display = ("owner", "asset", "free", "locked", "updated_at")
+    list_filter = ("asset",)
+    search_fields = ("owner__username", "asset")
     list_select_related = ("owner",)

@@ -55,6 +55,7 @@ class OrderOutput(serializers.Serializer):
     remaining_quantity = DecimalString()
     price = DecimalString()
     average_price = DecimalString()
+    fee = DecimalString()
     reason = serializers.CharField()
     bot_id = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -88,6 +89,9 @@ class PerformanceOutput(serializers.Serializer):
     total_pnl = DecimalString()
     win_rate = DecimalString()
     trades_today = serializers.IntegerField()
+    realized_pnl = DecimalString()
+    unrealized_pnl = DecimalString()
+    fees = DecimalString()
 
 
 class BotOutput(serializers.Serializer):
@@ -115,6 +119,13 @@ class PositionOutput(serializers.Serializer):
     market_value = DecimalString()
     unrealized_pnl = DecimalString()
     realized_pnl = DecimalString()
+    fees = DecimalString()
+
+
+class BalanceOutput(serializers.Serializer):
+    asset = serializers.CharField()
+    free = DecimalString()
+    locked = DecimalString()
 
 
 class PortfolioOutput(serializers.Serializer):
@@ -123,7 +134,13 @@ class PortfolioOutput(serializers.Serializer):
     total_value = DecimalString()
     unrealized_pnl = DecimalString()
     realized_pnl = DecimalString()
+    fees = DecimalString()
+    balances = BalanceOutput(many=True)
     positions = PositionOutput(many=True)
+
+
+class CancelAllInput(serializers.Serializer):
+    symbol = serializers.CharField(required=False, max_length=20)
 
 
 class RiskLimitInput(serializers.Serializer):
@@ -208,6 +225,15 @@ class OrderCancel(TradingView):
     def post(self, request: Request, order_id: int) -> Response:
         order = services.order_cancel(user_id=request.user.pk, order_id=order_id)
         return Response(OrderOutput(order).data)
+
+
+class OrderCancelAll(TradingView):
+    """POST /api/orders/cancel-all/ {"symbol"?}: cancel the caller's open orders (of one symbol)."""
+
+    def post(self, request: Request) -> Response:
+        data = self.valid(CancelAllInput, request.data)
+        canceled = services.orders_cancel_all(user_id=request.user.pk, symbol=data.get("symbol"))
+        return Response({"canceled": len(canceled), "orders": OrderOutput(canceled, many=True).data})
 
 
 class BotListCreate(TradingView):

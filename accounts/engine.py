@@ -2,8 +2,9 @@
 
 `handle_market_message` is called for every normalised trade and ticker and returns at once: it
 records the price and hands the database work to background tasks, so a slow database never
-holds up the market feed. Trades are coalesced per symbol (lowest and highest price since the last
-matching run), so one matching run at a time per symbol catches every crossing. Price moves mark
+holds up the market feed. Trades queue per symbol with their price, quantity and exchange time;
+one matching run at a time per symbol takes every trade queued so far, in order (each trade fills
+at most its quantity, and only orders placed before it printed). Price moves mark
 their symbol for revaluation; one revaluation round per second at most sends each holder of a moved
 symbol one portfolio message and re-checks the risk limits on it.
 `run_bots` drives the running bots' strategies once a second until told to stop.
@@ -22,12 +23,15 @@ from decimal import Decimal, InvalidOperation
 from channels.db import database_sync_to_async
 
 from accounts import selectors, services
-from accounts.matching import PriceRange
+from accounts.matching import Trade
 
 logger = logging.getLogger(__name__)
 
 REVALUE_INTERVAL_SECONDS = 1.0  # at most one price-driven portfolio message per user per second
 BOT_TICK_SECONDS = 1.0
+# Trades waiting for matching, per symbol: far more than a run ever lags behind; past it the oldest
+# are dropped, loudly, rather than the worker's memory growing without bound.
+MAX_PENDING_TRADES = 100_000
 
 
 def _price(message: dict) -> tuple[str, Decimal] | None:
@@ -41,6 +45,22 @@ def _price(message: dict) -> tuple[str, Decimal] | None:
     if not price.is_finite() or price <= 0:
         return None
     return symbol.upper(), price
+
+
+def _trade(message: dict, symbol: str, price: Decimal) -> Trade | None:
+    """A trade message as matching.Trade; None (logged) when its quantity or time is unusable."""
+    raw, stamp = message.get("quantity"), message.get("timestamp")
+    try:
+        quantity = Decimal(raw) if isinstance(raw, str | int) and not isinstance(raw, bool) else None
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if isinstance(stamp, str) else None
+    except (InvalidOperation, ValueError):
+        quantity = moment = None
+    if quantity is None or not quantity.is_finite() or quantity <= 0 or moment is None:
+        logger.warning("%s trade %s without a usable quantity or time: not matched", symbol, message.get("trade_id"))
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return Trade(price=price, quantity=quantity, time=moment, trade_id=str(message.get("trade_id", "")))
 
 
 def _revalue(symbols: set[str], prices: dict[str, Decimal]) -> None:
@@ -59,7 +79,7 @@ class Engine:
         self.prices: dict[str, Decimal] = {}
         self._revalue_interval = revalue_interval
         self._clock = clock
-        self._pending: dict[str, PriceRange] = {}
+        self._pending: dict[str, list[Trade]] = {}
         self._matchers: dict[str, asyncio.Task] = {}
         self._dirty: set[str] = set()
         self._revaluer: asyncio.Task | None = None
@@ -85,8 +105,16 @@ class Engine:
             self._revaluer = asyncio.create_task(self._revalue_loop(), name="accounts-revalue")
 
     def _on_trade(self, symbol: str, price: Decimal, message: dict) -> None:
-        pending = self._pending.get(symbol)
-        self._pending[symbol] = PriceRange.of(price) if pending is None else pending.including(price)
+        trade = _trade(message, symbol, price)
+        if trade is None:
+            return
+        pending = self._pending.setdefault(symbol, [])
+        if len(pending) >= MAX_PENDING_TRADES:
+            dropped = pending.pop(0)
+            logger.error(
+                "paper matching on %s is %d trades behind: trade %s not matched", symbol, len(pending), dropped.trade_id
+            )
+        pending.append(trade)
         task = self._matchers.get(symbol)
         if task is None or task.done():
             self._matchers[symbol] = asyncio.create_task(self._match_loop(symbol), name=f"accounts-match-{symbol}")
@@ -95,11 +123,11 @@ class Engine:
         """A ticker moves valuations only; paper orders fill on trades."""
 
     async def _match_loop(self, symbol: str) -> None:
-        # Trades that arrive while a run is in the database widen the next run's range.
-        while (prices := self._pending.pop(symbol, None)) is not None:
+        # Trades that arrive while a run is in the database are the next run's.
+        while trades := self._pending.pop(symbol, None):
             await self._guarded(
                 database_sync_to_async(services.orders_match_trades)(
-                    symbol=symbol, low=prices.low, high=prices.high, prices=dict(self.prices)
+                    symbol=symbol, trades=trades, prices=dict(self.prices)
                 ),
                 "paper matching on %s failed",
                 symbol,

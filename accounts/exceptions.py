@@ -23,3 +23,7 @@ class InvalidState(TradingError):
 
 class NotFound(TradingError):
     """No such object for this user; other users' objects are reported the same way (404)."""
+
+
+class MarketUnavailable(InvalidState):
+    """No fresh price or order book to fill a market order against (400); a bot waits and retries."""

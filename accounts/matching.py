@@ -1,23 +1,39 @@
-"""Paper matching: which resting orders a market trade fills, at what price and quantity.
+"""Paper matching: which orders a market trade or the order book fills, at what price and quantity.
 
 Pure. The rules of the paper exchange:
-- a market order fills in full at the last trade price (the caller rejects it when none is known);
-- a limit order whose price already crosses the last trade price when it is placed (a buy at or
-  above it, a sell at or below it) takes liquidity at once, at the last price, as on an exchange;
-- a resting limit buy fills in full when a trade prints at or below its price, a resting limit sell
-  when one prints at or above it, at the limit price. Trades are coalesced into the lowest and
-  highest price seen since the last matching run, so no crossing is missed when prints come faster
-  than the database.
+- a market order takes the order book level by level (asks for a buy, bids for a sell) until it is
+  filled or the book runs out; its average price is the volume-weighted price of what it took;
+- a limit order that crosses the book when it is placed takes the levels at or better than its
+  limit the same way (as a taker), and the rest of it rests;
+- a resting limit buy fills when a trade prints at or below its price, a resting sell when one
+  prints at or above it, at the limit price, never more in all than the trade's quantity: best
+  price first, then oldest first at a price level; and only orders placed before the trade
+  printed (exchange time) take part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+
+from accounts.money import ZERO, quantize
 
 BUY = "buy"
 SELL = "sell"
+
+Level = tuple[Decimal, Decimal]  # (price, quantity)
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One print of the market: price, quantity and the exchange's time of it."""
+
+    price: Decimal
+    quantity: Decimal
+    time: datetime
+    trade_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -35,47 +51,61 @@ class Match:
     quantity: Decimal
 
 
-@dataclass(frozen=True)
-class PriceRange:
-    """The lowest and highest trade price printed since the last matching run."""
-
-    low: Decimal
-    high: Decimal
-
-    @classmethod
-    def of(cls, price: Decimal) -> PriceRange:
-        return cls(price, price)
-
-    def including(self, price: Decimal) -> PriceRange:
-        return PriceRange(min(self.low, price), max(self.high, price))
-
-
-def resting_crosses(side: str, limit: Decimal, prices: PriceRange) -> bool:
-    """Whether a trade in the range reached a resting order's limit price."""
+def crosses(side: str, limit: Decimal, price: Decimal) -> bool:
+    """Whether a trade (or a book level) at `price` reaches an order's limit."""
     if side == BUY:
-        return prices.low <= limit
+        return price <= limit
     if side == SELL:
-        return prices.high >= limit
+        return price >= limit
     raise ValueError(f"side must be buy or sell, not {side!r}")
 
 
-def match_resting(orders: Iterable[RestingOrder], prices: PriceRange) -> list[Match]:
-    """The resting orders the trades fill, best price first, then oldest: each in full at its limit."""
-    crossed = [o for o in orders if o.remaining > 0 and resting_crosses(o.side, o.price, prices)]
-    crossed.sort(key=lambda o: (-o.price if o.side == BUY else o.price, o.order_id))
-    return [Match(order_id=o.order_id, price=o.price, quantity=o.remaining) for o in crossed]
+def priority(order: RestingOrder) -> tuple[Decimal, int]:
+    """Best price first (highest buy, lowest sell), then oldest."""
+    return (-order.price if order.side == BUY else order.price, order.order_id)
 
 
-def immediate_price(order_type: str, side: str, limit: Decimal | None, last_price: Decimal | None) -> Decimal | None:
-    """The price a new order fills at as it is placed, or None if it rests (or cannot fill: no price)."""
-    if last_price is None:
-        return None
-    if order_type == "market":
-        return last_price
-    if limit is None:
-        raise ValueError("a limit order needs a price")
-    if side == BUY:
-        return last_price if last_price <= limit else None
-    if side == SELL:
-        return last_price if last_price >= limit else None
-    raise ValueError(f"side must be buy or sell, not {side!r}")
+def allocate(orders: Iterable[RestingOrder], trade: Trade) -> list[Match]:
+    """Fill the resting orders of one side that the trade crosses, in priority, up to its quantity."""
+    left = trade.quantity
+    matches = []
+    for order in sorted((o for o in orders if crosses(o.side, o.price, trade.price)), key=priority):
+        if left <= 0:
+            break
+        quantity = min(order.remaining, left)
+        if quantity <= 0:
+            continue
+        matches.append(Match(order_id=order.order_id, price=order.price, quantity=quantity))
+        left -= quantity
+    return matches
+
+
+def walk_book(side: str, levels: Sequence[Level], quantity: Decimal, limit: Decimal | None = None) -> list[Level]:
+    """The (price, quantity) an order takes from the book's other side, best level first.
+
+    `levels` are that side's levels best first (asks for a buy, bids for a sell). A limit stops the
+    walk at the first level beyond it. The result's quantities add up to at most `quantity`.
+    """
+    if side not in (BUY, SELL):
+        raise ValueError(f"side must be buy or sell, not {side!r}")
+    taken: list[Level] = []
+    left = quantity
+    for price, available in levels:
+        if left <= 0:
+            break
+        if limit is not None and not crosses(side, limit, price):
+            break
+        take = min(available, left)
+        if take > 0:
+            taken.append((price, take))
+            left -= take
+    return taken
+
+
+def vwap(fills: Iterable[Level]) -> Decimal | None:
+    """The volume-weighted average price of fills, or None for none."""
+    quantity = value = ZERO
+    for price, amount in fills:
+        quantity += amount
+        value += price * amount
+    return None if quantity == 0 else quantize(value / quantity)

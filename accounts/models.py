@@ -1,8 +1,9 @@
-"""Paper-trading state per user: cash, bots, orders and their fills, positions, risk limits.
+"""Paper-trading state per user: balances, bots, orders and their fills, positions, risk limits.
 
-Every amount is a DecimalField(max_digits=30, decimal_places=12) (see accounts/money.py). Symbols
-are stored by name (marketdata.Symbol.name): orders and fills are history and must outlive a symbol
-being disabled. No business logic here: writes go through accounts/services.py.
+Every amount is an AmountField: DecimalField(max_digits=30, decimal_places=12) stored exactly on
+every database (see AmountField and accounts/money.py). Symbols are stored by name
+(marketdata.Symbol.name): orders and fills are history and must outlive a symbol being disabled.
+No business logic here: writes go through accounts/services/.
 """
 
 from __future__ import annotations
@@ -12,12 +13,54 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from accounts.money import DECIMAL_PLACES, MAX_DIGITS
-from accounts.portfolio import CASH_CURRENCY, STARTING_CASH
+from accounts.money import DECIMAL_PLACES, MAX_DIGITS, from_sortable, to_sortable
 
 
-def _amount(**kwargs) -> models.DecimalField:
-    return models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs)
+class AmountField(models.DecimalField):
+    """DecimalField(30, 12), exact on every database.
+
+    PostgreSQL stores numeric(30, 12) as it is. SQLite would keep only 15 significant digits of a
+    numeric column, so there the value is stored as fixed-width text that sorts like the number
+    (money.to_sortable): comparisons, ordering and indexes in SQL still work, and every digit
+    survives. Arithmetic on these columns happens in Python, never in SQL.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_digits", MAX_DIGITS)
+        kwargs.setdefault("decimal_places", DECIMAL_PLACES)
+        super().__init__(*args, **kwargs)
+
+    def get_internal_type(self) -> str:
+        # Not "DecimalField": SQLite's backend would convert the text through a float on the way out.
+        return "AmountField"
+
+    def db_type(self, connection) -> str:
+        if connection.vendor == "sqlite":
+            return "text"
+        return connection.data_types["DecimalField"] % self.db_type_parameters(connection)
+
+    def rel_db_type(self, connection) -> str:
+        return self.db_type(connection)
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if connection.vendor != "sqlite":
+            return super().get_db_prep_value(value, connection, prepared)
+        if not prepared:
+            value = self.get_prep_value(value)
+        if value is None or hasattr(value, "as_sql"):
+            return value
+        return to_sortable(Decimal(value))
+
+    def from_db_value(self, value, expression, connection):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return from_sortable(value)
+        return Decimal(value)
+
+
+def _amount(**kwargs) -> AmountField:
+    return AmountField(**kwargs)
 
 
 class Side(models.TextChoices):
@@ -25,16 +68,22 @@ class Side(models.TextChoices):
     SELL = "sell"
 
 
-class CashBalance(models.Model):
-    """A user's paper cash in the quote currency; created with STARTING_CASH on first use."""
+class Balance(models.Model):
+    """One asset of a user: free to use, and locked by open orders. The quote asset (USDT) starts
+    at STARTING_CASH when first used; other assets at 0."""
 
-    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cash_balance")
-    currency = models.CharField(max_length=12, default=CASH_CURRENCY)
-    amount = _amount(default=STARTING_CASH)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="balances")
+    asset = models.CharField(max_length=12)
+    free = _amount(default=Decimal(0))
+    locked = _amount(default=Decimal(0), help_text="Reserved by open orders")
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        ordering = ["asset"]
+        constraints = [models.UniqueConstraint(fields=["owner", "asset"], name="balance_owner_asset")]
+
     def __str__(self) -> str:
-        return f"{self.owner}: {self.amount} {self.currency}"
+        return f"{self.owner}: {self.asset} {self.free} free, {self.locked} locked"
 
 
 class Bot(models.Model):
@@ -46,6 +95,7 @@ class Bot(models.Model):
 
     class Strategy(models.TextChoices):
         DCA = "dca", "Dollar-cost averaging"
+        GRID = "grid", "Grid"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bots")
     name = models.CharField(max_length=100)
@@ -54,9 +104,21 @@ class Bot(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.STOPPED, db_index=True)
     status_reason = models.CharField(max_length=300, blank=True, help_text="Why the bot is in error, if it is")
     params = models.JSONField(
-        default=dict, blank=True, help_text='DCA: {"quote_amount": "100", "interval_seconds": 10}'
+        default=dict,
+        blank=True,
+        help_text='DCA: {"quote_amount": "100", "interval_seconds": 10}; grid: {"lower": "45000", '
+        '"upper": "55000", "levels": 11, "quantity_per_level": "0.001"}',
     )
     last_run_at = models.DateTimeField(null=True, blank=True, help_text="When the strategy last placed an order")
+    # Performance, updated by each fill of the bot's orders (accounts.bots.performance_apply).
+    position_quantity = _amount(default=Decimal(0))
+    position_cost = _amount(default=Decimal(0))
+    realized_pnl = _amount(default=Decimal(0), help_text="Gross, before fees")
+    fees_paid = _amount(default=Decimal(0))
+    closing_fills = models.PositiveIntegerField(default=0)
+    winning_fills = models.PositiveIntegerField(default=0)
+    fills_day = models.DateField(null=True, blank=True)
+    fills_today = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -91,7 +153,11 @@ class Order(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.NEW)
     filled_quantity = _amount(default=Decimal(0))
     average_price = _amount(null=True, blank=True, help_text="Average fill price; empty until the first fill")
-    reason = models.CharField(max_length=300, blank=True, help_text="Why the order was rejected")
+    fee = _amount(default=Decimal(0), help_text="Fees paid on its fills, in the quote asset")
+    reserved = _amount(
+        default=Decimal(0), help_text="Still locked for it: quote asset for a buy, base asset for a sell"
+    )
+    reason = models.CharField(max_length=300, blank=True, help_text="Why the order was rejected or canceled")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -100,6 +166,10 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["symbol", "status"], name="order_symbol_status"),
             models.Index(fields=["owner", "status"], name="order_owner_status"),
+            # Paper matching asks for the open orders of one side a trade's price crosses: the cost
+            # follows the orders that cross, not all open orders (a plain index: SQLite does not use
+            # a partial one for a query with bound parameters).
+            models.Index(fields=["symbol", "side", "status", "price"], name="order_resting_price"),
         ]
 
     def __str__(self) -> str:
@@ -121,6 +191,8 @@ class Fill(models.Model):
     price = _amount()
     quantity = _amount()
     executed_at = models.DateTimeField(db_index=True)
+    fee = _amount(default=Decimal(0))
+    is_maker = models.BooleanField(default=False, help_text="A resting order filled by a trade (maker fee)")
     trade_id = models.CharField(max_length=40, blank=True, help_text="The market trade that filled it, if any")
 
     class Meta:
@@ -135,7 +207,9 @@ class Position(models.Model):
     symbol = models.CharField(max_length=20)
     quantity = _amount(default=Decimal(0), help_text="Signed: negative is short")
     average_price = _amount(default=Decimal(0), help_text="Average entry price of the open quantity")
-    realized_pnl = _amount(default=Decimal(0))
+    cost = _amount(default=Decimal(0), help_text="What the open quantity cost (signed like it), fees apart")
+    realized_pnl = _amount(default=Decimal(0), help_text="Gross, before fees")
+    fees_paid = _amount(default=Decimal(0))
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -4,12 +4,27 @@ Pure. Every amount in the trading domain is a Decimal stored in a DecimalField(m
 decimal_places=12): at most 18 digits before the point and 12 after. Derived amounts (average
 prices, PnL, cash, market values) are rounded half-even to 12 places; percentages to 2 places.
 Nothing here ever touches a float.
+
+Fill values and fees are rounded down (`quantize_down`), reservations up (`quantize_up`): a buy
+limit order's reservation then always covers what its fills cost, whatever the fills' sizes.
+On SQLite, amounts are stored as fixed-width text (`to_sortable` / `from_sortable`) that sorts
+like the numbers, because SQLite's own numeric storage keeps only 15 significant digits.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    InvalidOperation,
+    localcontext,
+)
 
 MAX_DIGITS = 30
 DECIMAL_PLACES = 12
@@ -18,6 +33,22 @@ PERCENT_PLACES = Decimal("0.01")
 ZERO = Decimal(0)
 # Anything at or above this does not fit the columns once multiplied out; refuse it up front.
 MAX_AMOUNT = Decimal(10) ** 15
+# Stored amounts have up to 30 digits and their products up to 60: the default context (28 digits)
+# would round them, or make quantize raise, once amounts pass about 10^16. Money arithmetic that
+# can get there runs in this one.
+WIDE = Context(prec=80)
+
+
+def wide(function):
+    """Run a function's Decimal arithmetic in the WIDE context (exact for every stored amount)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with localcontext(WIDE):
+            return function(*args, **kwargs)
+
+    return wrapper
+
 
 _PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
@@ -53,7 +84,17 @@ def parse_decimal(value: object) -> Decimal:
 
 def quantize(value: Decimal) -> Decimal:
     """Round a derived amount to the stored precision (half-even, as banks and exchanges do)."""
-    return value.quantize(PLACES, rounding=ROUND_HALF_EVEN)
+    return value.quantize(PLACES, rounding=ROUND_HALF_EVEN, context=WIDE)
+
+
+def quantize_down(value: Decimal) -> Decimal:
+    """Toward minus infinity: what the paper exchange pays or charges for a fill never exceeds the exact value."""
+    return value.quantize(PLACES, rounding=ROUND_FLOOR, context=WIDE)
+
+
+def quantize_up(value: Decimal) -> Decimal:
+    """Toward plus infinity: what an order reserves is never below what it may need."""
+    return value.quantize(PLACES, rounding=ROUND_CEILING, context=WIDE)
 
 
 def percent(part: int, whole: int) -> Decimal:
@@ -91,3 +132,37 @@ def plain(value: Decimal) -> str:
     """A Decimal in plain notation without trailing zeros, for messages meant for people."""
     text = format(value.normalize(), "f")
     return "0" if text in {"-0", ""} else text
+
+
+# --- storage on SQLite ------------------------------------------------------------------------------
+
+_INTEGER_DIGITS = MAX_DIGITS - DECIMAL_PLACES  # 18
+_COMPLEMENT = Decimal(10) ** _INTEGER_DIGITS
+_SORTABLE_WIDTH = _INTEGER_DIGITS + 1 + DECIMAL_PLACES
+
+
+def fits_storage(value: Decimal) -> bool:
+    """Whether a value is exactly representable in DecimalField(30, 12)."""
+    if not value.is_finite():
+        return False
+    return value == quantize(value) and value.copy_abs() < _COMPLEMENT
+
+
+def to_sortable(value: Decimal) -> str:
+    """Fixed-width text whose string order is the numeric order (negatives as 10^18 complements after "-").
+
+    0 -> "000000000000000000.000000000000"; -1 -> "-999999999999999999.000000000000".
+    """
+    if not value.is_finite() or value.copy_abs() >= _COMPLEMENT:
+        raise ValueError(f"{value} does not fit DecimalField({MAX_DIGITS}, {DECIMAL_PLACES})")
+    exact = quantize(value)  # as PostgreSQL's numeric(30, 12) would; inputs are validated to fit before
+    if exact < 0:
+        return "-" + format(WIDE.add(_COMPLEMENT, exact), "f").zfill(_SORTABLE_WIDTH)
+    return format(WIDE.add(exact, 0), "f").zfill(_SORTABLE_WIDTH)  # + 0 turns -0 into 0
+
+
+def from_sortable(text: str) -> Decimal:
+    """The inverse of to_sortable; also reads plain decimal text (rows written before the encoding)."""
+    if len(text) == _SORTABLE_WIDTH + 1 and text.startswith("-"):
+        return quantize(WIDE.subtract(Decimal(text[1:]), _COMPLEMENT))
+    return quantize(Decimal(text))

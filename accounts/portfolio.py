@@ -3,8 +3,9 @@
 Pure, all in Decimal. A position's quantity is signed (negative = short). Fills that add to a
 position move its average entry price; fills that reduce it realise PnL against that average and
 leave it unchanged; a fill that goes through zero closes the old position and opens the rest at the
-fill price. Cash is a paper balance in the quote asset (USDT): a buy spends quantity x price, a sell
-receives it; there are no fees and no buying-power check (paper margin), risk limits are the guard.
+fill price. A position keeps its cost (not only its average price), so that
+cash + cost + fees - realised PnL is conserved exactly by every fill (tests/accounts check it).
+Cash is the quote asset (USDT) balance, free and locked; buying power is checked by accounts.ledger.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from accounts.money import ZERO, quantize
+from accounts.ledger import fill_value
+from accounts.money import ZERO, quantize, wide
 
 BUY = "buy"
 SELL = "sell"
@@ -24,15 +26,27 @@ CASH_CURRENCY = "USDT"
 @dataclass(frozen=True)
 class PositionState:
     quantity: Decimal = ZERO  # signed: negative is short
-    average_price: Decimal = ZERO  # average entry price of the open quantity; 0 when flat
-    realized_pnl: Decimal = ZERO
+    cost: Decimal = ZERO  # what the open quantity cost, signed like it (fees apart); 0 when flat
+    realized_pnl: Decimal = ZERO  # gross: before fees
+    fees: Decimal = ZERO  # fees paid on this symbol's fills
+
+    @property
+    @wide
+    def average_price(self) -> Decimal:
+        """Average entry price of the open quantity; 0 when flat."""
+        return ZERO if self.quantity == 0 else quantize(self.cost / self.quantity)
+
+    @property
+    @wide
+    def net_realized_pnl(self) -> Decimal:
+        return self.realized_pnl - self.fees
 
 
 @dataclass(frozen=True)
 class FillResult:
     position: PositionState
-    realized: Decimal  # PnL realised by this fill alone
-    cash_delta: Decimal  # what the fill does to the cash balance
+    realized: Decimal  # gross PnL realised by this fill alone
+    cash_delta: Decimal  # what the fill does to the quote balance, fee included
     reduced: bool  # whether the fill closed (part of) an existing position
 
 
@@ -44,39 +58,49 @@ def signed(side: str, quantity: Decimal) -> Decimal:
     raise ValueError(f"side must be buy or sell, not {side!r}")
 
 
-def apply_fill(state: PositionState, *, side: str, quantity: Decimal, price: Decimal) -> FillResult:
-    """The position after one fill, and what the fill realised."""
+@wide
+def apply_fill(
+    state: PositionState, *, side: str, quantity: Decimal, price: Decimal, fee: Decimal = ZERO
+) -> FillResult:
+    """The position after one fill, and what the fill realised.
+
+    The fill's value is rounded down (as the ledger books it); cost moves by exactly the value
+    booked, so cash + cost + fees - realised PnL never changes.
+    """
     if quantity <= 0 or price <= 0:
         raise ValueError("a fill needs a positive quantity and price")
+    if fee < 0:
+        raise ValueError("a fee is never negative")
+    value = fill_value(quantity, price)
     delta = signed(side, quantity)
     old = state.quantity
     new = old + delta
-    cash_delta = quantize(-delta * price)
+    cash_delta = -signed(side, value) - fee
+    fees = state.fees + fee
     if old == 0 or (old > 0) == (delta > 0):
-        average = quantize((abs(old) * state.average_price + quantity * price) / abs(new))
-        position = PositionState(new, average, state.realized_pnl)
+        position = PositionState(new, state.cost + signed(side, value), state.realized_pnl, fees)
         return FillResult(position, ZERO, cash_delta, reduced=False)
     closed = min(quantity, abs(old))
-    direction = 1 if old > 0 else -1
-    realized = quantize(closed * (price - state.average_price) * direction)
-    if new == 0:
-        average = ZERO
-    elif (new > 0) == (old > 0):
-        average = state.average_price  # reducing never moves the entry price
-    else:
-        average = price  # flipped: the remainder is a new position opened at this fill
-    position = PositionState(new, average, quantize(state.realized_pnl + realized))
+    closed_value = value if closed == quantity else fill_value(closed, price)
+    cost_closed = state.cost if closed == abs(old) else quantize(state.cost * closed / abs(old))
+    # A long sells (receives closed_value for cost_closed); a short buys back (pays for -cost_closed).
+    realized = closed_value - cost_closed if old > 0 else -cost_closed - closed_value
+    rest_cost = signed(side, value - closed_value)  # flipped: the remainder opens at this fill
+    position = PositionState(new, state.cost - cost_closed + rest_cost, state.realized_pnl + realized, fees)
     return FillResult(position, realized, cash_delta, reduced=True)
 
 
+@wide
 def unrealized_pnl(state: PositionState, market_price: Decimal) -> Decimal:
-    return quantize(state.quantity * (market_price - state.average_price))
+    return quantize(state.quantity * market_price - state.cost)
 
 
+@wide
 def market_value(quantity: Decimal, market_price: Decimal) -> Decimal:
     return quantize(quantity * market_price)
 
 
+@wide
 def notional(quantity: Decimal, market_price: Decimal) -> Decimal:
     """The size of a position in quote currency, whichever its direction."""
     return quantize(abs(quantity) * market_price)
@@ -90,7 +114,8 @@ class PositionValue:
     market_price: Decimal | None  # None: no price known yet; valued at its entry price meanwhile
     market_value: Decimal
     unrealized_pnl: Decimal
-    realized_pnl: Decimal
+    realized_pnl: Decimal  # net of the fees paid on the symbol
+    fees: Decimal
 
     def as_dict(self) -> dict:
         return {
@@ -101,19 +126,33 @@ class PositionValue:
             "market_value": self.market_value,
             "unrealized_pnl": self.unrealized_pnl,
             "realized_pnl": self.realized_pnl,
+            "fees": self.fees,
         }
 
 
 @dataclass(frozen=True)
+class BalanceValue:
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    def as_dict(self) -> dict:
+        return {"asset": self.asset, "free": self.free, "locked": self.locked}
+
+
+@dataclass(frozen=True)
 class Valuation:
-    cash: Decimal
+    cash: Decimal  # the quote asset held, free and locked
     total_value: Decimal  # cash + market value of every open position
     unrealized_pnl: Decimal
-    realized_pnl: Decimal  # over all positions, closed ones included
+    realized_pnl: Decimal  # over all positions, closed ones included, net of fees
+    fees: Decimal = ZERO  # every fee paid
     positions: list[PositionValue] = field(default_factory=list)
+    balances: list[BalanceValue] = field(default_factory=list)
     currency: str = CASH_CURRENCY
 
 
+@wide
 def value_position(symbol: str, state: PositionState, market_price: Decimal | None) -> PositionValue:
     price = state.average_price if market_price is None else market_price
     return PositionValue(
@@ -122,13 +161,18 @@ def value_position(symbol: str, state: PositionState, market_price: Decimal | No
         average_price=state.average_price,
         market_price=market_price,
         market_value=market_value(state.quantity, price),
-        unrealized_pnl=unrealized_pnl(state, price),
-        realized_pnl=state.realized_pnl,
+        unrealized_pnl=unrealized_pnl(state, price) if market_price is not None else ZERO,
+        realized_pnl=state.net_realized_pnl,
+        fees=state.fees,
     )
 
 
+@wide
 def value_portfolio(
-    cash: Decimal, positions: Iterable[tuple[str, PositionState]], prices: Mapping[str, Decimal | None]
+    cash: Decimal,
+    positions: Iterable[tuple[str, PositionState]],
+    prices: Mapping[str, Decimal | None],
+    balances: Iterable[BalanceValue] = (),
 ) -> Valuation:
     """Cash plus every position at its market price (at its entry price while none is known)."""
     states = list(positions)
@@ -137,6 +181,8 @@ def value_portfolio(
         cash=cash,
         total_value=quantize(cash + sum((p.market_value for p in valued), ZERO)),
         unrealized_pnl=quantize(sum((p.unrealized_pnl for p in valued), ZERO)),
-        realized_pnl=quantize(sum((state.realized_pnl for _symbol, state in states), ZERO)),
+        realized_pnl=quantize(sum((state.net_realized_pnl for _symbol, state in states), ZERO)),
+        fees=sum((state.fees for _symbol, state in states), ZERO),
         positions=valued,
+        balances=list(balances),
     )

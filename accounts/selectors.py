@@ -6,17 +6,20 @@ for subscribe-then-snapshot; the consumer calls them through database_sync_to_as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
 
 from accounts import bots as bot_logic
+from accounts import matching
 from accounts.exceptions import NotFound
-from accounts.models import Bot, CashBalance, Fill, Order, Position, RiskLimit
-from accounts.portfolio import STARTING_CASH, PositionState, Valuation, value_portfolio
-from marketdata.latest import last_trade_price
+from accounts.models import Balance, Bot, Order, Position, RiskLimit
+from accounts.money import ZERO
+from accounts.portfolio import CASH_CURRENCY, STARTING_CASH, BalanceValue, PositionState, Valuation, value_portfolio
+from marketdata import latest
+from marketdata.assets import split_symbol
 from marketdata.models import Symbol
 from realtime import protocol
 
@@ -33,11 +36,28 @@ def symbol_tradable(*, name: str) -> Symbol | None:
     return Symbol.objects.filter(name=name, enabled=True).first()
 
 
+def symbol_assets(*, name: str) -> tuple[str, str]:
+    """(base, quote) of a symbol, from its row when it names them; the quote defaults to USDT."""
+    row = Symbol.objects.filter(name=name).values_list("base_asset", "quote_asset").first()
+    base, quote = row if row and row[0] and row[1] else split_symbol(name)
+    return base or name, quote or CASH_CURRENCY
+
+
 def market_price(*, symbol: str, prices: Prices | None = None) -> Decimal | None:
     """The engine's in-memory price when given one, else the shared last trade price."""
     if prices is not None and prices.get(symbol) is not None:
         return prices[symbol]
-    return last_trade_price(symbol)
+    return latest.last_trade_price(symbol)
+
+
+def last_trade(*, symbol: str) -> latest.LastTrade | None:
+    """The shared last trade price with its time (market orders refuse a stale one)."""
+    return latest.last_trade(symbol)
+
+
+def order_book(*, symbol: str) -> latest.StoredBook | None:
+    """The order book the market-data worker keeps and stores for /ws/market (market orders walk it)."""
+    return latest.order_book(symbol)
 
 
 # --- orders --------------------------------------------------------------------------------------
@@ -62,13 +82,44 @@ def order_get(*, user_id: int, order_id: int) -> Order:
     return order
 
 
-def orders_resting(*, symbol: str) -> list[Order]:
-    """Open limit orders on a symbol (candidates for paper matching; rows re-checked under lock)."""
-    return list(
-        Order.objects.filter(symbol=symbol, order_type=Order.Type.LIMIT, status__in=Order.OPEN_STATUSES).only(
-            "id", "side", "price", "quantity", "filled_quantity", "status"
-        )
+CROSSED_PAGE = 100
+
+
+def orders_crossed(
+    *, symbol: str, side: str, price: Decimal, placed_before: datetime
+) -> Iterator[matching.RestingOrder]:
+    """Resting limit orders of one side that a trade at `price` reaches, best price then oldest first,
+    placed before the trade; read a page at a time (index order_resting_price) as the caller goes.
+    Candidates only: the fill re-checks each row under its lock."""
+    crossed = Order.objects.filter(
+        symbol=symbol,
+        side=side,
+        order_type=Order.Type.LIMIT,
+        status__in=list(Order.OPEN_STATUSES),
+        created_at__lt=placed_before,
     )
+    if side == matching.BUY:
+        crossed, ordering = crossed.filter(price__gte=price), ("-price", "id")
+    else:
+        crossed, ordering = crossed.filter(price__lte=price), ("price", "id")
+    fields = ("id", "price", "quantity", "filled_quantity")
+    offset = 0
+    while True:
+        page = list(crossed.order_by(*ordering).values_list(*fields)[offset : offset + CROSSED_PAGE])
+        for order_id, limit, quantity, filled in page:
+            yield matching.RestingOrder(order_id=order_id, side=side, price=limit, remaining=quantity - filled)
+        if len(page) < CROSSED_PAGE:
+            return
+        offset += CROSSED_PAGE
+
+
+def open_order_ids(*, user_id: int, symbol: str | None = None, bot_id: int | None = None) -> list[int]:
+    orders = Order.objects.filter(owner_id=user_id, status__in=Order.OPEN_STATUSES)
+    if symbol:
+        orders = orders.filter(symbol=symbol)
+    if bot_id is not None:
+        orders = orders.filter(bot_id=bot_id)
+    return list(orders.order_by("id").values_list("id", flat=True))
 
 
 def order_update_fields(order: Order) -> dict:
@@ -85,6 +136,7 @@ def order_update_fields(order: Order) -> dict:
         "order_type": order.order_type,  # not "type": that key is the message's own
         "quantity": order.quantity,
         "price": order.price,
+        "fee": order.fee,
     }
     if order.bot_id:
         fields["bot_id"] = str(order.bot_id)
@@ -102,21 +154,39 @@ def open_order_messages(*, user_id: int) -> list[dict]:
 # --- portfolio -----------------------------------------------------------------------------------
 
 
-def cash_amount(*, user_id: int) -> Decimal:
-    amount = CashBalance.objects.filter(owner_id=user_id).values_list("amount", flat=True).first()
-    return STARTING_CASH if amount is None else amount
+def balance_list(*, user_id: int) -> list[BalanceValue]:
+    """Every asset of the user, free and locked; the quote asset at its starting amount until first used."""
+    rows = {
+        asset: (free, locked)
+        for asset, free, locked in Balance.objects.filter(owner_id=user_id).values_list("asset", "free", "locked")
+    }
+    rows.setdefault(CASH_CURRENCY, (STARTING_CASH, ZERO))
+    return [BalanceValue(asset, free, locked) for asset, (free, locked) in sorted(rows.items())]
 
 
 def position_state(position: Position) -> PositionState:
-    return PositionState(position.quantity, position.average_price, position.realized_pnl)
+    return PositionState(position.quantity, position.cost, position.realized_pnl, position.fees_paid)
+
+
+def position_store(position: Position, state: PositionState) -> None:
+    """Write a position's new state onto its locked row."""
+    position.quantity, position.cost = state.quantity, state.cost
+    position.average_price, position.realized_pnl, position.fees_paid = (
+        state.average_price,
+        state.realized_pnl,
+        state.fees,
+    )
+    position.save(update_fields=["quantity", "cost", "average_price", "realized_pnl", "fees_paid", "updated_at"])
 
 
 def portfolio_get(*, user_id: int, prices: Prices | None = None) -> Valuation:
-    """The user's cash and open positions valued at the latest known prices."""
+    """The user's balances and open positions valued at the latest known prices."""
     positions = list(Position.objects.filter(owner_id=user_id))
     symbols = {p.symbol for p in positions if p.quantity != 0}
     known = {symbol: market_price(symbol=symbol, prices=prices) for symbol in symbols}
-    return value_portfolio(cash_amount(user_id=user_id), [(p.symbol, position_state(p)) for p in positions], known)
+    held = balance_list(user_id=user_id)
+    cash = next((b.free + b.locked for b in held if b.asset == CASH_CURRENCY), ZERO)
+    return value_portfolio(cash, [(p.symbol, position_state(p)) for p in positions], known, held)
 
 
 def portfolio_fields(valuation: Valuation) -> dict:
@@ -128,6 +198,8 @@ def portfolio_fields(valuation: Valuation) -> dict:
         "currency": valuation.currency,
         "unrealized_pnl": valuation.unrealized_pnl,
         "realized_pnl": valuation.realized_pnl,
+        "fees": valuation.fees,
+        "balances": [b.as_dict() for b in valuation.balances],
     }
 
 
@@ -180,15 +252,42 @@ def bot_ids_running() -> list[int]:
     return list(Bot.objects.filter(status=Bot.Status.RUNNING).order_by("id").values_list("id", flat=True))
 
 
+def bot_performance_state(bot: Bot) -> bot_logic.PerformanceState:
+    return bot_logic.PerformanceState(
+        position=PositionState(bot.position_quantity, bot.position_cost, bot.realized_pnl, bot.fees_paid),
+        closing_fills=bot.closing_fills,
+        winning_fills=bot.winning_fills,
+        fills_day=bot.fills_day,
+        fills_today=bot.fills_today,
+    )
+
+
+def bot_performance_store(bot: Bot, state: bot_logic.PerformanceState) -> None:
+    """Write a bot's performance state onto its locked row (after a fill of one of its orders)."""
+    bot.position_quantity, bot.position_cost = state.position.quantity, state.position.cost
+    bot.realized_pnl, bot.fees_paid = state.position.realized_pnl, state.position.fees
+    bot.closing_fills, bot.winning_fills = state.closing_fills, state.winning_fills
+    bot.fills_day, bot.fills_today = state.fills_day, state.fills_today
+    bot.save(update_fields=[*BOT_PERFORMANCE_FIELDS, "updated_at"])
+
+
+BOT_PERFORMANCE_FIELDS = (
+    "position_quantity",
+    "position_cost",
+    "realized_pnl",
+    "fees_paid",
+    "closing_fills",
+    "winning_fills",
+    "fills_day",
+    "fills_today",
+)
+
+
 def bot_performance(*, bot: Bot, prices: Prices | None = None, now: datetime | None = None) -> bot_logic.Performance:
-    fills = Fill.objects.filter(order__bot_id=bot.pk).order_by("executed_at", "id")
-    history = [
-        bot_logic.BotFill(side=side, quantity=quantity, price=price, executed_at=executed_at)
-        for side, quantity, price, executed_at in fills.values_list("order__side", "quantity", "price", "executed_at")
-    ]
-    today = bot_logic.start_of_day((now or datetime.now(UTC)).astimezone(UTC))
-    return bot_logic.performance(
-        history, market_price=market_price(symbol=bot.symbol, prices=prices), today_start=today
+    """A bot's figures from the state its fills keep on its row (no replay of its fills)."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return bot_logic.performance_report(
+        bot_performance_state(bot), market_price=market_price(symbol=bot.symbol, prices=prices), today=today
     )
 
 

@@ -6,6 +6,7 @@ from accounts import api
 
 urlpatterns = [
     path("orders/", api.OrderListCreate.as_view(), name="orders"),
+    path("orders/cancel-all/", api.OrderCancelAll.as_view(), name="orders_cancel_all"),
     path("orders/<int:order_id>/", api.OrderDetail.as_view(), name="order_detail"),
     path("orders/<int:order_id>/cancel/", api.OrderCancel.as_view(), name="order_cancel"),
     path("bots/", api.BotListCreate.as_view(), name="bots"),

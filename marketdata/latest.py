@@ -1,14 +1,18 @@
 """The latest market state, shared between the worker (which writes it) and web processes (which read).
 
 Backed by Django's cache: Redis when REDIS_URL is set, process memory in the embedded mode.
-Two things live here: the last trade price per symbol (paper fills of market orders) and the last
-encoded ticker and order-book frame per symbol (the snapshot a new subscriber gets first).
+Two things live here: the last trade price per symbol, with when it was recorded (valuations, and
+the freshness check of paper market orders), and the last encoded ticker and order-book frame per
+symbol (the snapshot a new subscriber gets first; paper market orders walk the stored book).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
+import orjson
 from django.core.cache import cache
 
 # A price older than this is no price: a market order is refused rather than filled at a stale price.
@@ -27,17 +31,56 @@ def _snapshot_key(stream: str, symbol: str) -> str:
     return f"latest:{stream}:{symbol.upper()}"
 
 
-def record_trade_price(symbol: str, price: Decimal | str) -> None:
-    cache.set(_price_key(symbol), str(price), PRICE_TTL_SECONDS)
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-async def arecord_trade_price(symbol: str, price: Decimal | str) -> None:
-    await cache.aset(_price_key(symbol), str(price), PRICE_TTL_SECONDS)
+@dataclass(frozen=True)
+class LastTrade:
+    price: Decimal
+    recorded_ms: int  # epoch milliseconds when the worker recorded it
+
+    def age(self, now: int | None = None) -> float:
+        """Seconds since it was recorded."""
+        return max(0, (now_ms() if now is None else now) - self.recorded_ms) / 1000
+
+
+@dataclass(frozen=True)
+class StoredBook:
+    """The top of a symbol's order book as the worker last stored it: (price, quantity) best first."""
+
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+
+
+def _price_value(price: Decimal | str, at_ms: int | None) -> str:
+    # One value, so the price and its time are always read together.
+    return f"{price}@{now_ms() if at_ms is None else int(at_ms)}"
+
+
+def record_trade_price(symbol: str, price: Decimal | str, *, at_ms: int | None = None) -> None:
+    cache.set(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
+
+
+async def arecord_trade_price(symbol: str, price: Decimal | str, *, at_ms: int | None = None) -> None:
+    await cache.aset(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
+
+
+def last_trade(symbol: str) -> LastTrade | None:
+    """The last trade price and when it was recorded, or None (none within PRICE_TTL_SECONDS)."""
+    raw = cache.get(_price_key(symbol))
+    if raw is None:
+        return None
+    price, _, at = str(raw).partition("@")
+    try:
+        return LastTrade(Decimal(price), int(at) if at else 0)
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def last_trade_price(symbol: str) -> Decimal | None:
-    raw = cache.get(_price_key(symbol))
-    return Decimal(raw) if raw is not None else None
+    found = last_trade(symbol)
+    return None if found is None else found.price
 
 
 async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
@@ -55,3 +98,36 @@ async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> dict[
     keys = {_snapshot_key(stream, s): s for s in symbols}
     found = await cache.aget_many(list(keys))
     return {symbol: found[key] for key, symbol in keys.items() if key in found}
+
+
+def _levels(raw: object) -> tuple[tuple[Decimal, Decimal], ...]:
+    if not isinstance(raw, list):
+        return ()
+    levels = []
+    for level in raw:
+        try:
+            price, quantity = Decimal(str(level[0])), Decimal(str(level[1]))
+        except (InvalidOperation, IndexError, TypeError):
+            return ()  # a book we cannot read whole is no book
+        if price.is_finite() and quantity.is_finite() and price > 0 and quantity > 0:
+            levels.append((price, quantity))
+    return tuple(levels)
+
+
+def order_book(symbol: str) -> StoredBook | None:
+    """The stored order book of a symbol (the frame /ws/market subscribers get), or None if none is current."""
+    raw = cache.get(_snapshot_key("orderbook", symbol))
+    if raw is None:
+        return None
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(frame, dict):
+        return None
+    return StoredBook(bids=_levels(frame.get("bids")), asks=_levels(frame.get("asks")))
+
+
+def store_book_frame(symbol: str, text: str) -> None:
+    """Store an encoded orderbook frame (the worker does this asynchronously; tests and tools use this)."""
+    cache.set(_snapshot_key("orderbook", symbol), text, BOOK_SNAPSHOT_TTL_SECONDS)

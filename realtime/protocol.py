@@ -11,7 +11,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -252,6 +252,9 @@ def iso_from_millis(millis: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
 
 
+_EXACT = Context(prec=80)
+
+
 def decimal_str(value: Decimal | str | int | None) -> str | None:
     """A Decimal as a plain string (no exponent, no trailing zeros); strings pass through unchanged."""
     if value is None or isinstance(value, str):
@@ -261,7 +264,7 @@ def decimal_str(value: Decimal | str | int | None) -> str | None:
     number = Decimal(value)
     if not number.is_finite():
         raise ValueError(f"not a finite amount: {value}")
-    number = number.normalize()
+    number = number.normalize(_EXACT)  # never rounded: the default context keeps only 28 digits
     text = format(number, "f")
     return "0" if text in {"-0", ""} else text
 
@@ -406,9 +409,12 @@ class RiskAlert(Frame):
 
 @dataclass(frozen=True, kw_only=True)
 class BotPerformance:
-    total_pnl: str
+    total_pnl: str  # realized + unrealized, net of fees
     win_rate: str
     trades_today: int
+    realized_pnl: str | None = None
+    unrealized_pnl: str | None = None
+    fees: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -432,7 +438,15 @@ class PortfolioPosition:
     market_price: str | None
     market_value: str | None
     unrealized_pnl: str | None
-    realized_pnl: str
+    realized_pnl: str  # net of fees
+    fees: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssetBalance:
+    asset: str
+    free: str
+    locked: str  # reserved by open orders
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -444,6 +458,8 @@ class Portfolio(Frame):
     currency: str | None = None
     unrealized_pnl: str | None = None
     realized_pnl: str | None = None
+    fees: str | None = None
+    balances: list[AssetBalance] | None = None
     seq: int | None = None
 
 
@@ -464,7 +480,11 @@ def _payload_fields(cls: type) -> tuple[dataclasses.Field, ...]:
 def _plain(value: Any) -> Any:
     """Nested definitions (positions, performance) as JSON objects; Decimals as strings."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None or f.default is not None  # optional and empty: left out
+        }
     if isinstance(value, list):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
@@ -554,15 +574,21 @@ def risk_alert(**fields: Any) -> dict:
 
 
 def bot_status(**fields: Any) -> dict:
-    performance = BotPerformance(**_money(fields["performance"], "total_pnl", "win_rate"))
+    amounts = ("total_pnl", "win_rate", "realized_pnl", "unrealized_pnl", "fees")
+    performance = BotPerformance(**_money(fields["performance"], *amounts))
     return BotStatus(**{**fields, "bot_id": str(fields["bot_id"]), "performance": performance}).as_message()
 
 
 def portfolio(**fields: Any) -> dict:
-    position_amounts = ("quantity", "average_price", "market_price", "market_value", "unrealized_pnl", "realized_pnl")
+    position_amounts = (
+        "quantity", "average_price", "market_price", "market_value", "unrealized_pnl", "realized_pnl", "fees"
+    )  # fmt: skip
     positions = [PortfolioPosition(**_money(p, *position_amounts)) for p in fields["positions"]]
-    totals = _money(fields, "total_value", "cash", "unrealized_pnl", "realized_pnl")
-    return Portfolio(**{**totals, "positions": positions}).as_message()
+    balances = fields.get("balances")
+    if balances is not None:
+        balances = [AssetBalance(**_money(b, "free", "locked")) for b in balances]
+    totals = _money(fields, "total_value", "cash", "unrealized_pnl", "realized_pnl", "fees")
+    return Portfolio(**{**totals, "positions": positions, "balances": balances}).as_message()
 
 
 # --- messages between our processes (channel-layer events) -------------------------------------

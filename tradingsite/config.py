@@ -6,6 +6,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -52,6 +53,20 @@ def _positive_float(env: dict, name: str, default: float) -> float:
     return value
 
 
+def _rate(env: dict, name: str, default: str) -> Decimal:
+    """A fee rate: a plain decimal in [0, 0.1), e.g. 0.001 for 0.1 %."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return Decimal(default)
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or not Decimal(0) <= value < Decimal("0.1"):
+        raise ImproperlyConfigured(f"{name} must be a decimal rate between 0 and 0.1 (0.001 is 0.1 %), not {raw!r}")
+    return value
+
+
 def _symbols(env: dict, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     symbols = tuple(s.upper() for s in _list(env, name, default))
     malformed = [s for s in symbols if not SYMBOL_PATTERN.fullmatch(s)]
@@ -92,6 +107,11 @@ class Config:
     ws_max_subscriptions_per_connection: int
     ws_history_size: int = 1000
     ws_history_ttl: int = 900
+    taker_fee_rate: Decimal = Decimal("0.001")
+    maker_fee_rate: Decimal = Decimal("0.001")
+    max_price_age: float = 10.0  # seconds: a market order needs a last price at least this fresh
+    max_open_orders_per_user: int = 200
+    max_bots_per_user: int = 20
 
     @property
     def embedded(self) -> bool:
@@ -137,4 +157,9 @@ def load(env: dict | None = None) -> Config:
         ws_max_subscriptions_per_connection=_int(env, "WS_MAX_SUBSCRIPTIONS", 200, minimum=1),
         ws_history_size=_int(env, "WS_HISTORY_SIZE", 1000, minimum=1),
         ws_history_ttl=_int(env, "WS_HISTORY_TTL", 900, minimum=1),
+        taker_fee_rate=_rate(env, "TAKER_FEE_RATE", "0.001"),
+        maker_fee_rate=_rate(env, "MAKER_FEE_RATE", "0.001"),
+        max_price_age=_positive_float(env, "MAX_PRICE_AGE", 10.0),
+        max_open_orders_per_user=_int(env, "MAX_OPEN_ORDERS_PER_USER", 200, minimum=1),
+        max_bots_per_user=_int(env, "MAX_BOTS_PER_USER", 20, minimum=1),
     )

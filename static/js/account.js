@@ -1,6 +1,7 @@
 /**
- * The signed-in trading panel: order entry, orders with live status, portfolio, bots and risk
- * alerts, fed by the REST API and one TradingWebSocket on /ws/trading.
+ * The signed-in trading panel: order entry, orders with live status (fills, fees), portfolio with
+ * free and locked balances, bots (DCA and grid) and risk alerts, fed by the REST API and one
+ * TradingWebSocket on /ws/trading.
  */
 
 import { byId, h, setText, toast } from "./dom.js";
@@ -28,6 +29,8 @@ export class AccountPanel {
     this.portfolio = null;
     this._fillSymbols(symbols);
     this._bindOrderForm();
+    this._bindBotForm(symbols);
+    byId("cancel-all")?.addEventListener("click", (event) => this._cancelAll(event.currentTarget));
     socket.on("order_update", (message) => this._mergeOrder(fromOrderUpdate(message)));
     socket.on("bot_status", (message) => this._mergeBot(fromBotStatus(message)));
     socket.on("portfolio", (message) => this._renderPortfolio(message));
@@ -145,6 +148,19 @@ export class AccountPanel {
     }
   }
 
+  async _cancelAll(button) {
+    button.disabled = true;
+    try {
+      const result = await this.session.api("POST", "/api/orders/cancel-all/", {});
+      for (const order of result?.orders ?? []) this._mergeOrder(fromRest(order));
+      toast("Orders canceled", `${result?.canceled ?? 0} open order(s) canceled`, "info");
+    } catch (error) {
+      toast("Could not cancel your orders", error.message, "warning");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // --- orders -----------------------------------------------------------------------------------
 
   _mergeOrder(update) {
@@ -163,7 +179,7 @@ export class AccountPanel {
     const open = [...this.orders.values()].filter((order) => OPEN_STATUSES.has(order.status)).length;
     setText(byId("open-orders-count"), String(open));
     if (orders.length === 0) {
-      body.replaceChildren(h("tr", { className: "empty" }, h("td", { colSpan: 9 }, "No orders yet")));
+      body.replaceChildren(h("tr", { className: "empty" }, h("td", { colSpan: 10 }, "No orders yet")));
       return;
     }
     body.replaceChildren(...orders.map((order) => this._orderRow(order)));
@@ -184,7 +200,8 @@ export class AccountPanel {
       h("td", { className: "num" }, order.quantity ? formatQuantity(order.quantity) : "—"),
       h("td", { className: "num" }, formatQuantity(order.filled_quantity ?? "0")),
       h("td", { className: "num" }, price ? formatPrice(price) : order.type === "market" ? "market" : "—"),
-      h("td", {}, h("span", { className: `status status-${order.status}` }, (order.status ?? "—").replace("_", " "))),
+      h("td", { className: "num muted" }, signOf(order.fee ?? "0") !== 0 ? formatMoney(order.fee) : "—"),
+      h("td", { title: order.reason ?? "" }, h("span", { className: `status status-${order.status}` }, (order.status ?? "—").replace("_", " "))),
       h("td", { className: "actions" }, cancel),
     );
   }
@@ -206,12 +223,14 @@ export class AccountPanel {
       ["Cash", portfolio?.cash ?? portfolio?.cash_balance],
       ["Unrealised PnL", portfolio?.unrealized_pnl],
       ["Realised PnL", portfolio?.realized_pnl],
+      ["Fees paid", portfolio?.fees],
     ].filter(([, figure]) => figure !== undefined && figure !== null);
     details.replaceChildren(
       ...figures.map(([label, figure]) =>
         h("div", { className: "figure" }, h("span", { className: "muted" }, label), h("span", { className: `num ${pnlClass(label, figure)}` }, formatMoney(figure))),
       ),
     );
+    this._renderBalances(portfolio?.balances ?? []);
     const body = byId("positions").tBodies[0];
     const positions = (portfolio?.positions ?? []).filter((position) => signOf(position.quantity) !== 0);
     if (positions.length === 0) {
@@ -235,7 +254,65 @@ export class AccountPanel {
     );
   }
 
+  _renderBalances(balances) {
+    const body = byId("balances")?.tBodies[0];
+    if (!body) return;
+    const shown = balances.filter((balance) => signOf(balance.free) !== 0 || signOf(balance.locked) !== 0);
+    if (shown.length === 0) {
+      body.replaceChildren(h("tr", { className: "empty" }, h("td", { colSpan: 3 }, "No balances")));
+      return;
+    }
+    body.replaceChildren(
+      ...shown.map((balance) =>
+        h(
+          "tr",
+          { dataset: { asset: balance.asset } },
+          h("td", {}, balance.asset),
+          h("td", { className: "num" }, formatQuantity(balance.free)),
+          h("td", { className: "num muted" }, formatQuantity(balance.locked)),
+        ),
+      ),
+    );
+  }
+
   // --- bots -------------------------------------------------------------------------------------
+
+  _bindBotForm(symbols) {
+    const form = byId("bot-form");
+    if (!form) return;
+    byId("bot-symbol").replaceChildren(...symbols.map((symbol) => h("option", { value: symbol }, symbol)));
+    const strategy = byId("bot-strategy");
+    const sync = () => {
+      for (const fields of form.querySelectorAll("[data-strategy]")) fields.hidden = fields.dataset.strategy !== strategy.value;
+    };
+    strategy.addEventListener("change", sync);
+    sync();
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this._createBot(form);
+    });
+  }
+
+  async _createBot(form) {
+    const data = new FormData(form);
+    const value = (name) => String(data.get(name) ?? "").trim();
+    const strategy = value("strategy");
+    const params =
+      strategy === "grid"
+        ? { lower: value("lower"), upper: value("upper"), levels: Number.parseInt(value("levels"), 10), quantity_per_level: value("quantity_per_level") }
+        : { quote_amount: value("quote_amount"), interval_seconds: Number.parseInt(value("interval_seconds"), 10) };
+    const message = byId("bot-message");
+    message.className = "form-message";
+    try {
+      const bot = await this.session.api("POST", "/api/bots/", { name: value("name"), symbol: value("symbol"), strategy, params });
+      this._mergeBot(fromRestBot(bot));
+      setText(message, `Bot ${bot.name} created (stopped): start it from the list`);
+      message.classList.add("ok");
+    } catch (error) {
+      setText(message, error.message);
+      message.classList.add("error");
+    }
+  }
 
   _mergeBot(update) {
     if (!update.id) return;

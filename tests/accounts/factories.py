@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -13,10 +14,10 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from accounts import services
-from accounts.models import Bot, Order, RiskLimit
+from accounts.models import Balance, Bot, Order, RiskLimit
 from marketdata import latest
 from marketdata.models import Symbol
-from realtime import groups
+from realtime import groups, protocol
 from tests.support import TIMEOUT, access_token
 
 _names = itertools.count(1)
@@ -48,9 +49,34 @@ def make_symbol(
     return symbol
 
 
-def set_price(symbol: str, price: str) -> None:
-    """The last trade price the paper exchange fills market orders at (the shared cache)."""
+DEEP = "1000000"
+
+
+def set_book(symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+    """The order book market orders walk, as the worker stores it for /ws/market."""
+    frame = protocol.orderbook(
+        symbol=symbol, bids=[list(level) for level in bids], asks=[list(level) for level in asks], timestamp=None
+    )
+    latest.store_book_frame(symbol, protocol.encode(frame))
+
+
+def set_price(symbol: str, price: str, *, book: bool = True) -> None:
+    """A fresh last trade price and (unless told not to) a deep book at it: market orders fill at the price."""
     latest.record_trade_price(symbol, price)
+    if book:
+        set_book(symbol, [(price, DEEP)], [(price, DEEP)])
+
+
+def fund(user, asset: str, free: str) -> Balance:
+    """Set a user's free balance of an asset (tests only: in the product, balances move by fills)."""
+    balance, _ = Balance.objects.update_or_create(owner=user, asset=asset, defaults={"free": D(free)})
+    return balance
+
+
+def balance(user, asset: str = "USDT") -> tuple[Decimal, Decimal]:
+    """(free, locked) of one asset."""
+    row = Balance.objects.filter(owner=user, asset=asset).values_list("free", "locked").first()
+    return row or (D("100000") if asset == "USDT" else D(0), D(0))
 
 
 def place(user, side: str = "buy", quantity: str = "0.5", price: str | None = None, symbol: str = "BTCUSDT", **kw):
@@ -85,14 +111,16 @@ def api_client(user) -> APIClient:
     return client
 
 
-def trade(symbol: str, price: str, quantity: str = "0.01", trade_id: int = 1) -> dict:
+def trade(symbol: str, price: str, quantity: str = "10", trade_id: int = 1, timestamp: str | None = None) -> dict:
+    """A trade message as the worker gives the engine; printed now unless a time is given."""
     return {
         "type": "trade",
         "symbol": symbol,
         "price": price,
         "quantity": quantity,
         "side": "buy",
-        "timestamp": "2026-01-01T00:00:00.000Z",
+        # a millisecond on: exchange times have milliseconds, orders placed just before have microseconds
+        "timestamp": timestamp or protocol.iso_timestamp(datetime.now(UTC) + timedelta(milliseconds=1)),
         "trade_id": trade_id,
     }
 

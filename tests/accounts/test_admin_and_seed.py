@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
-from accounts.models import Bot, Order, RiskLimit
+from accounts.models import Balance, Bot, Order, RiskLimit
 from marketdata.models import Symbol
 from tests.accounts.factories import make_bot, make_symbol, make_user, place
 
@@ -53,11 +53,22 @@ def test_orders_and_positions_are_read_only_in_the_admin(admin_client):
     make_symbol("BTCUSDT")
     order = place(make_user(), "buy", "1", price="100")
     assert admin_client.get(f"/admin/accounts/order/{order.pk}/change/").status_code == 200
-    for model in ("order", "position", "risklimit"):
+    for model in ("order", "position", "risklimit", "balance"):
         assert admin_client.get(f"/admin/accounts/{model}/").status_code == 200
         assert admin_client.get(f"/admin/accounts/{model}/add/").status_code == 403
     admin = site._registry[Order]
     assert not admin.has_change_permission(None) and not admin.has_delete_permission(None)
+
+
+def test_the_admin_shows_each_users_free_and_locked_balances(admin_client):
+    make_symbol("BTCUSDT")
+    trader = make_user("hodler")
+    place(trader, "buy", "1", price="100")  # locks 100.1 USDT
+    listing = admin_client.get("/admin/auth/user/?q=hodler").content.decode()
+    assert "USDT 99899.9 / 100.1" in listing
+    detail = admin_client.get(f"/admin/auth/user/{trader.pk}/change/").content.decode()
+    assert "99899.9" in detail and "100.1" in detail
+    assert "hodler" in admin_client.get("/admin/accounts/balance/?q=hodler").content.decode()
 
 
 def test_seed_demo_creates_users_symbols_a_limit_and_a_bot_and_can_run_twice(settings, capsys):
@@ -73,3 +84,4 @@ def test_seed_demo_creates_users_symbols_a_limit_and_a_bot_and_can_run_twice(set
     assert RiskLimit.objects.get(owner=demo, symbol="BTCUSDT").max_notional == 5000
     bot = Bot.objects.get(owner=demo)
     assert (bot.name, bot.status, bot.symbol) == ("DCA BTC", "stopped", "BTCUSDT")
+    assert Balance.objects.get(owner=demo, asset="USDT").free == 100000, "the demo user can trade at once"

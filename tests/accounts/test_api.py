@@ -73,11 +73,38 @@ def test_a_market_order_fills_at_the_last_price(client):
     assert (body["status"], body["average_price"], body["price"]) == ("filled", "50000.5", None)
 
 
-def test_a_market_order_without_a_known_price_is_rejected_with_a_reason(client):
+def test_a_market_order_without_a_known_price_is_refused_with_a_reason(client):
     response = client.post("/api/orders/", {"symbol": "BTCUSDT", "side": "sell", "type": "market", "quantity": "1"})
-    assert response.status_code == 201
-    assert response.json()["status"] == "rejected"
-    assert response.json()["reason"] == "no market price known yet for BTCUSDT"
+    assert response.status_code == 400
+    assert "no market price known yet for BTCUSDT" in str(response.json())
+
+
+def test_a_buy_beyond_the_balance_gets_a_400_saying_what_is_missing(client):
+    set_price("BTCUSDT", "50000")
+    response = client.post("/api/orders/", {"symbol": "BTCUSDT", "side": "buy", "type": "market", "quantity": "1000"})
+    assert response.status_code == 400
+    [message] = response.json()["quantity"]
+    assert "insufficient balance" in message and "missing 49950000 USDT" in message
+
+
+def test_an_order_carries_its_accumulated_fee(client):
+    set_price("BTCUSDT", "50000")
+    response = client.post("/api/orders/", {"symbol": "BTCUSDT", "side": "buy", "type": "market", "quantity": "0.5"})
+    assert response.status_code == 201 and response.json()["fee"] == "25"
+
+
+def test_cancel_all_cancels_the_callers_open_orders_and_says_how_many(client):
+    for _ in range(2):
+        assert client.post("/api/orders/", limit_buy(), format="json").status_code == 201
+    response = client.post("/api/orders/cancel-all/", {"symbol": "BTCUSDT"}, format="json")
+    assert response.status_code == 200 and response.json()["canceled"] == 2
+    assert {o["status"] for o in response.json()["orders"]} == {"canceled"}
+    assert client.post("/api/orders/cancel-all/", {}, format="json").json()["canceled"] == 0
+
+
+def test_cancel_all_of_an_unknown_symbol_is_a_400(client):
+    response = client.post("/api/orders/cancel-all/", {"symbol": "NOPE"}, format="json")
+    assert response.status_code == 400 and "symbol" in response.json()
 
 
 def test_integer_quantities_are_accepted(client):
@@ -174,7 +201,14 @@ def test_a_bot_is_created_stopped_with_its_params_and_zero_performance(client):
         "symbol": "BTCUSDT",
         "status": "stopped",
         "params": {"quote_amount": "100", "interval_seconds": 10},
-        "performance": {"total_pnl": "0", "win_rate": "0", "trades_today": 0},
+        "performance": {
+            "total_pnl": "0",
+            "win_rate": "0",
+            "trades_today": 0,
+            "realized_pnl": "0",
+            "unrealized_pnl": "0",
+            "fees": "0",
+        },
     }
 
 
@@ -183,7 +217,8 @@ def test_a_bot_is_created_stopped_with_its_params_and_zero_performance(client):
     [
         ({"name": "x", "symbol": "NOPE", "params": {"quote_amount": "1", "interval_seconds": 5}}, "symbol"),
         ({"name": "x", "symbol": "BTCUSDT", "params": {"quote_amount": 1.5, "interval_seconds": 5}}, "params"),
-        ({"name": "x", "symbol": "BTCUSDT", "strategy": "grid", "params": {}}, "strategy"),
+        ({"name": "x", "symbol": "BTCUSDT", "strategy": "martingale", "params": {}}, "strategy"),
+        ({"name": "x", "symbol": "BTCUSDT", "strategy": "grid", "params": {}}, "params"),
         ({"symbol": "BTCUSDT", "params": {"quote_amount": "1", "interval_seconds": 5}}, "name"),
     ],
 )
@@ -218,10 +253,12 @@ def test_the_portfolio_shows_cash_and_positions_at_market(client, user):
     body = client.get("/api/portfolio/").json()
     assert body == {
         "currency": "USDT",
-        "cash": "75000",
-        "total_value": "101000",
+        "cash": "74975",
+        "total_value": "100975",
         "unrealized_pnl": "1000",
-        "realized_pnl": "0",
+        "realized_pnl": "-25",
+        "fees": "25",
+        "balances": [{"asset": "BTC", "free": "0.5", "locked": "0"}, {"asset": "USDT", "free": "74975", "locked": "0"}],
         "positions": [
             {
                 "symbol": "BTCUSDT",
@@ -230,7 +267,8 @@ def test_the_portfolio_shows_cash_and_positions_at_market(client, user):
                 "market_price": "52000",
                 "market_value": "26000",
                 "unrealized_pnl": "1000",
-                "realized_pnl": "0",
+                "realized_pnl": "-25",
+                "fees": "25",
             }
         ],
     }
@@ -243,6 +281,8 @@ def test_a_new_user_starts_with_paper_cash_and_no_positions(client):
         "total_value": "100000",
         "unrealized_pnl": "0",
         "realized_pnl": "0",
+        "fees": "0",
+        "balances": [{"asset": "USDT", "free": "100000", "locked": "0"}],
         "positions": [],
     }
 
@@ -274,3 +314,27 @@ def test_risk_limits_are_listed_only_for_their_owner(client):
     other = api_client(make_user("bob"))
     other.post("/api/risk-limits/", {"symbol": "BTCUSDT", "max_notional": "5000"}, format="json")
     assert client.get("/api/risk-limits/").json() == []
+
+
+def test_over_max_open_orders_per_user_a_new_limit_order_gets_a_400(client, settings):
+    settings.APP = type(settings.APP)(**{**settings.APP.__dict__, "max_open_orders_per_user": 1})
+    assert client.post("/api/orders/", limit_buy(), format="json").status_code == 201
+    response = client.post("/api/orders/", limit_buy(), format="json")
+    assert response.status_code == 400 and "MAX_OPEN_ORDERS_PER_USER=1" in str(response.json())
+
+
+def test_over_max_bots_per_user_a_new_bot_gets_a_400(client, settings):
+    settings.APP = type(settings.APP)(**{**settings.APP.__dict__, "max_bots_per_user": 1})
+    payload = {"name": "b", "symbol": "BTCUSDT", "params": {"quote_amount": "100", "interval_seconds": 10}}
+    assert client.post("/api/bots/", payload, format="json").status_code == 201
+    response = client.post("/api/bots/", payload, format="json")
+    assert response.status_code == 400 and "MAX_BOTS_PER_USER=1" in str(response.json())
+
+
+def test_a_grid_bot_is_created_with_its_params(client):
+    params = {"lower": "45000", "upper": "55000", "levels": 11, "quantity_per_level": "0.001"}
+    response = client.post(
+        "/api/bots/", {"name": "grid", "symbol": "BTCUSDT", "strategy": "grid", "params": params}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert (response.json()["strategy"], response.json()["params"]) == ("grid", params)

@@ -141,5 +141,104 @@ def test_bot_performance_counts_only_the_bots_own_fills(user):
     place(user, "buy", "1", bot_id=bot.pk)
     place(user, "buy", "1")  # the owner's own trade
     set_price("BTCUSDT", "41000")
+    bot.refresh_from_db()  # the fill updated the performance kept on the bot's row
     figures = selectors.bot_performance(bot=bot)
-    assert (figures.total_pnl, figures.trades_today) == (D("1000"), 1)
+    assert (figures.total_pnl, figures.trades_today, figures.fees) == (D("960"), 1, D("40"))
+
+
+def test_a_stale_price_makes_a_dca_bot_wait_not_fail(user):
+    bot = make_bot(user)
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    set_price("BTCUSDT", "40000", book=False)  # a price but no book: market orders are refused
+    assert services.bot_run_due(bot_id=bot.pk, now=NOW) is None
+    assert status_of(bot) == "running" and not Order.objects.exists()
+
+
+def test_bots_are_capped_per_user(user, settings):
+    settings.APP = type(settings.APP)(**{**settings.APP.__dict__, "max_bots_per_user": 2})
+    make_bot(user)
+    make_bot(user)
+    with pytest.raises(InvalidInput, match="MAX_BOTS_PER_USER=2"):
+        make_bot(user)
+    assert Bot.objects.filter(owner=user).count() == 2
+    make_bot(make_user())  # per user
+
+
+# --- grid ----------------------------------------------------------------------------------------
+
+GRID = {"lower": "90", "upper": "110", "levels": 5, "quantity_per_level": "0.5"}
+
+
+def grid_bot(user, **params) -> Bot:
+    return services.bot_create(
+        user_id=user.pk, name="grid", symbol="BTCUSDT", strategy="grid", params={**GRID, **params}
+    )
+
+
+def open_orders(bot: Bot) -> list[tuple[str, D]]:
+    return sorted(Order.objects.filter(bot=bot, status__in=Order.OPEN_STATUSES).values_list("side", "price"))
+
+
+def test_a_started_grid_bot_places_its_ladder_once_a_price_is_known(user):
+    bot = grid_bot(user)
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    assert services.bot_run_due(bot_id=bot.pk, now=NOW) is None  # no price yet: waits
+    set_price("BTCUSDT", "100", book=False)
+    services.bot_run_due(bot_id=bot.pk, now=NOW)
+    assert open_orders(bot) == [("buy", D("90")), ("buy", D("95"))]  # nothing to sell yet
+    services.bot_run_due(bot_id=bot.pk, now=NOW + timedelta(seconds=5))
+    assert len(open_orders(bot)) == 2, "the ladder is placed once"
+
+
+def test_a_filled_grid_buy_is_replaced_by_a_sell_one_level_up_and_the_bot_keeps_its_figures(user):
+    bot = grid_bot(user)
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    set_price("BTCUSDT", "100", book=False)
+    services.bot_run_due(bot_id=bot.pk, now=NOW)
+    buy = Order.objects.get(bot=bot, price=D("95"))
+    services.order_fill(order_id=buy.pk, price=D("95"))
+    assert open_orders(bot) == [("buy", D("90")), ("sell", D("100"))]
+    sell = Order.objects.get(bot=bot, side="sell")
+    services.order_fill(order_id=sell.pk, price=D("100"))
+    assert open_orders(bot) == [("buy", D("90")), ("buy", D("95"))]
+    bot.refresh_from_db()
+    figures = selectors.bot_performance(bot=bot)
+    assert (figures.win_rate, figures.fees) == (100, D("0.0475") + D("0.05"))
+    assert figures.total_pnl == D("2.5") - D("0.0975")
+
+
+def test_a_paused_grid_bot_keeps_its_orders_but_replaces_none(user):
+    bot = grid_bot(user)
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    set_price("BTCUSDT", "100", book=False)
+    services.bot_run_due(bot_id=bot.pk, now=NOW)
+    services.bot_pause(user_id=user.pk, bot_id=bot.pk)
+    services.order_fill(order_id=Order.objects.get(bot=bot, price=D("95")).pk, price=D("95"))
+    assert open_orders(bot) == [("buy", D("90"))]
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    services.bot_run_due(bot_id=bot.pk, now=NOW + timedelta(seconds=1))
+    assert open_orders(bot) == [("buy", D("90"))], "resuming does not place the ladder again"
+
+
+def test_stopping_a_grid_bot_cancels_its_orders_and_releases_their_reservations(user):
+    bot = grid_bot(user)
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    set_price("BTCUSDT", "100", book=False)
+    services.bot_run_due(bot_id=bot.pk, now=NOW)
+    services.bot_stop(user_id=user.pk, bot_id=bot.pk)
+    assert open_orders(bot) == []
+    assert selectors.balance_list(user_id=user.pk)[-1].locked == 0
+
+
+def test_a_grid_the_user_cannot_pay_for_goes_to_error_with_the_reason(user):
+    bot = grid_bot(user, quantity_per_level="1000")
+    services.bot_start(user_id=user.pk, bot_id=bot.pk)
+    set_price("BTCUSDT", "100", book=False)
+    services.bot_run_due(bot_id=bot.pk, now=NOW)
+    bot.refresh_from_db()
+    assert bot.status == "error" and "insufficient balance" in bot.status_reason
+
+
+def test_a_grid_quantity_off_the_symbols_step_is_refused(user):
+    with pytest.raises(InvalidInput, match="step size"):
+        grid_bot(user, quantity_per_level="0.00005")

@@ -1,9 +1,23 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
 
-from accounts.bots import Action, BotFill, DcaParams, dca_decision, dca_params, performance
+from accounts.bots import (
+    Action,
+    BotFill,
+    DcaParams,
+    PerformanceState,
+    dca_decision,
+    dca_params,
+    grid_counter,
+    grid_ladder,
+    grid_opening,
+    grid_params,
+    performance,
+    performance_apply,
+    performance_report,
+)
 from accounts.exceptions import InvalidInput
 
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -105,3 +119,77 @@ def test_dca_waits_while_no_price_is_known():
 def test_dca_fails_when_the_amount_buys_less_than_one_step():
     decision = decide(price="50000", step="0.01")
     assert decision.action == Action.FAIL and "raise quote_amount" in decision.reason
+
+
+# --- performance kept per fill, and the grid ---------------------------------------------------
+
+
+def test_performance_kept_fill_by_fill_counts_fees_and_resets_trades_today_each_day():
+
+    monday, tuesday = datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 6, 9, tzinfo=UTC)
+    state = PerformanceState()
+    for fill in (
+        BotFill("buy", D("1"), D("100"), monday, fee=D("0.1")),
+        BotFill("sell", D("1"), D("110"), tuesday, fee=D("0.11")),
+    ):
+        state = performance_apply(state, fill)
+    report = performance_report(state, market_price=D("120"), today=date(2026, 1, 6))
+    assert (report.total_pnl, report.fees, report.win_rate, report.trades_today) == (D("9.79"), D("0.21"), 100, 1)
+    assert performance_report(state, market_price=None, today=date(2026, 1, 7)).trades_today == 0
+
+
+GRID = {"lower": "90", "upper": "110", "levels": 5, "quantity_per_level": "0.5"}
+
+
+def test_a_grid_ladder_spaces_its_levels_evenly_on_the_tick():
+
+    assert grid_ladder(grid_params(GRID), D("0.01")) == [D("90"), D("95"), D("100"), D("105"), D("110")]
+    assert grid_ladder(grid_params({**GRID, "levels": 3, "upper": "90.05"}), D("0.01")) == [
+        D("90"),
+        D("90.02"),
+        D("90.05"),
+    ]
+
+
+def test_a_grid_opens_with_buys_below_the_market_and_sells_above():
+
+    ladder = [D("90"), D("95"), D("100"), D("105"), D("110")]
+    assert grid_opening(ladder, D("100")) == [
+        ("buy", D("95")),
+        ("buy", D("90")),
+        ("sell", D("105")),
+        ("sell", D("110")),
+    ]
+
+
+def test_a_filled_grid_order_is_replaced_one_level_away_on_the_other_side():
+
+    ladder = [D("90"), D("95"), D("100")]
+    assert grid_counter(ladder, "buy", D("95")) == ("sell", D("100"))
+    assert grid_counter(ladder, "sell", D("95")) == ("buy", D("90"))
+    assert grid_counter(ladder, "buy", D("100")) is None and grid_counter(ladder, "sell", D("90")) is None
+    assert grid_counter(ladder, "buy", D("97")) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({**GRID, "lower": "110"}, "lower must be below upper"),
+        ({**GRID, "levels": 1}, "levels must be"),
+        ({**GRID, "levels": 101}, "levels must be"),
+        ({**GRID, "levels": "5"}, "levels must be"),
+        ({**GRID, "quantity_per_level": 0.5}, "quantity_per_level"),
+        ({**GRID, "step": "1"}, "unknown grid parameter"),
+        ([], "params must be an object"),
+    ],
+)
+def test_bad_grid_params_are_refused_saying_what_to_fix(params, fragment):
+
+    with pytest.raises(InvalidInput, match=fragment):
+        grid_params(params)
+
+
+def test_grid_levels_closer_than_a_tick_are_refused():
+
+    with pytest.raises(InvalidInput, match="at least one tick"):
+        grid_ladder(grid_params({**GRID, "upper": "90.02", "levels": 5}), D("0.01"))

@@ -10,6 +10,7 @@ from accounts import engine, services
 from accounts.models import Order
 from tests.accounts.factories import (
     Inbox,
+    fund,
     in_thread,
     make_bot,
     make_limit,
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 async def alice():
     await in_thread(make_symbol)("BTCUSDT", step="0.0001")
-    return await in_thread(make_user)("alice")
+    user = await in_thread(make_user)("alice")
+    await in_thread(fund)(user, "BTC", "1")  # something to sell
+    return user
 
 
 @pytest.fixture
@@ -58,6 +61,37 @@ async def test_limit_sell_fills_when_a_trade_prints_at_or_above_its_price(paper,
     await feed(paper, trade("BTCUSDT", "51000"))
     order = await in_thread(reload)(order)
     assert (order.status, order.average_price) == ("filled", D("51000"))
+
+
+async def test_a_resting_order_fills_up_to_each_trades_quantity(paper, alice):
+    order = await in_thread(place)(alice, "buy", "1", price="49000")
+    inbox = await Inbox.join(alice.pk, "orders")
+    await feed(paper, trade("BTCUSDT", "48990", quantity="0.3"))
+    partial = await inbox.next()
+    await feed(paper, trade("BTCUSDT", "48990", quantity="5", trade_id=2))
+    filled = await inbox.next()
+    assert (partial["status"], partial["filled_quantity"], partial["fee"]) == ("partially_filled", "0.3", "14.7")
+    assert (filled["status"], filled["filled_quantity"], filled["fee"]) == ("filled", "1", "49")
+    assert (await in_thread(reload)(order)).status == "filled"
+
+
+async def test_an_order_placed_after_a_dip_is_not_filled_by_the_dips_trade(paper, alice):
+    dip = trade("BTCUSDT", "48000", timestamp="2026-01-01T00:00:00.000Z")  # printed before the order
+    order = await in_thread(place)(alice, "buy", "0.1", price="49000")
+    await feed(paper, dip, trade("BTCUSDT", "50000", trade_id=2))
+    assert (await in_thread(reload)(order)).status == "new"
+
+
+async def test_trades_without_a_usable_quantity_or_time_match_nothing(paper, alice):
+    order = await in_thread(place)(alice, "buy", "0.1", price="49000")
+    await feed(
+        paper,
+        {**trade("BTCUSDT", "48000"), "quantity": "0"},
+        {**trade("BTCUSDT", "48000"), "timestamp": "yesterday"},
+        {**trade("BTCUSDT", "48000"), "quantity": None},
+    )
+    assert (await in_thread(reload)(order)).status == "new"
+    assert paper.prices == {"BTCUSDT": D("48000")}
 
 
 async def test_trades_for_another_symbol_and_tickers_fill_nothing(paper, alice):

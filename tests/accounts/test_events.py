@@ -14,6 +14,7 @@ from tests.accounts.factories import (
     make_symbol,
     make_user,
     place,
+    set_book,
     set_price,
 )
 
@@ -52,11 +53,16 @@ async def test_a_filled_market_order_sends_new_then_filled_to_its_owner(alice):
     assert filled["timestamp"].endswith("Z")
 
 
-async def test_a_rejected_order_is_announced_with_its_reason(alice):
+async def test_a_market_order_the_book_cannot_fill_is_announced_canceled_with_its_reason(alice):
     inbox = await Inbox.join(alice.pk, "orders")
+    set_price("BTCUSDT", "50000", book=False)
+    set_book("BTCUSDT", [("49999", "1")], [("50000", "0.2")])
     await in_thread(place)(alice, "buy", "0.5")
-    update = await inbox.next()
-    assert update["status"] == "rejected" and update["reason"] == "no market price known yet for BTCUSDT"
+    updates = [await inbox.next() for _ in range(3)]
+    assert [u["status"] for u in updates] == ["new", "partially_filled", "canceled"]
+    canceled = updates[-1]
+    assert (canceled["filled_quantity"], canceled["fee"]) == ("0.2", "10")
+    assert "held 0.2 of 0.5" in canceled["reason"]
 
 
 async def test_events_reach_only_the_user_they_concern(alice, bob):
@@ -90,7 +96,11 @@ async def test_a_fill_sends_the_revalued_portfolio(alice):
     set_price("BTCUSDT", "50000")
     await in_thread(place)(alice, "buy", "0.5")
     portfolio = await inbox.next("portfolio")
-    assert portfolio["cash"] == "75000" and portfolio["total_value"] == "100000"
+    assert portfolio["cash"] == "74975" and portfolio["total_value"] == "99975" and portfolio["fees"] == "25"
+    assert portfolio["balances"] == [
+        {"asset": "BTC", "free": "0.5", "locked": "0"},
+        {"asset": "USDT", "free": "74975", "locked": "0"},
+    ]
     assert portfolio["positions"] == [
         {
             "symbol": "BTCUSDT",
@@ -99,7 +109,8 @@ async def test_a_fill_sends_the_revalued_portfolio(alice):
             "market_price": "50000",
             "market_value": "25000",
             "unrealized_pnl": "0",
-            "realized_pnl": "0",
+            "realized_pnl": "-25",
+            "fees": "25",
         }
     ]
 
@@ -137,7 +148,14 @@ async def test_bot_status_is_sent_on_every_status_change(alice):
         **started,
         "bot_id": str(bot.pk),
         "name": "DCA BTC",
-        "performance": {"total_pnl": "0", "win_rate": "0", "trades_today": 0},
+        "performance": {
+            "total_pnl": "0",
+            "win_rate": "0",
+            "trades_today": 0,
+            "realized_pnl": "0",
+            "unrealized_pnl": "0",
+            "fees": "0",
+        },
     }
 
 
@@ -147,7 +165,14 @@ async def test_a_bots_fill_sends_its_performance(alice):
     set_price("BTCUSDT", "50000")
     await in_thread(place)(alice, "buy", "0.002", bot_id=bot.pk)
     status = await inbox.next()
-    assert status["performance"] == {"total_pnl": "0", "win_rate": "0", "trades_today": 1}
+    assert status["performance"] == {
+        "total_pnl": "-0.1",
+        "win_rate": "0",
+        "trades_today": 1,
+        "realized_pnl": "-0.1",
+        "unrealized_pnl": "0",
+        "fees": "0.1",
+    }
 
 
 async def test_snapshots_list_open_orders_the_portfolio_and_bots(alice):
@@ -158,6 +183,10 @@ async def test_snapshots_list_open_orders_the_portfolio_and_bots(alice):
     orders = await in_thread(selectors.open_order_messages)(user_id=alice.pk)
     assert [(m["type"], m["order_id"], m["status"]) for m in orders] == [("order_update", str(resting.pk), "new")]
     portfolio = await in_thread(selectors.portfolio_message)(user_id=alice.pk)
-    assert portfolio["type"] == "portfolio" and D(portfolio["total_value"]) == D("100000")
+    assert portfolio["type"] == "portfolio" and D(portfolio["total_value"]) == D("99995")  # the 5 USDT fee
+    assert portfolio["balances"] == [
+        {"asset": "BTC", "free": "0.1", "locked": "0"},
+        {"asset": "USDT", "free": "90991", "locked": "4004"},  # 100000 - 5005 paid - 4004 reserved
+    ]
     [bot] = await in_thread(selectors.bot_status_messages)(user_id=alice.pk)
     assert bot["type"] == "bot_status" and bot["status"] == "stopped"

@@ -58,6 +58,14 @@ def test_an_average_with_a_repeating_fraction_is_rounded_to_twelve_places():
     assert state.average_price == D("1.666666666667")
 
 
+def test_fees_are_kept_apart_from_the_cost_and_taken_off_the_realised_pnl():
+    bought = apply_fill(PositionState(), side="buy", quantity=D("1"), price=D("100"), fee=D("0.1"))
+    assert bought.cash_delta == D("-100.1") and bought.position.cost == D("100")
+    sold = apply_fill(bought.position, side="sell", quantity=D("1"), price=D("110"), fee=D("0.11"))
+    assert sold.cash_delta == D("109.89") and sold.realized == D("10")
+    assert sold.position.fees == D("0.21") and sold.position.net_realized_pnl == D("9.79")
+
+
 def test_notional_ignores_the_direction_of_the_position():
     assert notional(D("-2"), D("100")) == D("200")
 
@@ -69,8 +77,8 @@ def test_a_fill_needs_a_positive_quantity_and_price(quantity, price):
 
 
 def test_a_portfolio_is_cash_plus_positions_at_market_and_at_entry_while_no_price_is_known():
-    btc = PositionState(D("0.5"), D("40000"), D("100"))
-    eth = PositionState(D("-2"), D("2000"), D("0"))
+    btc = PositionState(D("0.5"), D("20000"), D("100"))  # cost 20000: 0.5 at 40000
+    eth = PositionState(D("-2"), D("-4000"), D("0"))
     flat = PositionState(D("0"), D("0"), D("-30"))
     valuation = value_portfolio(
         D("90000"), [("BTCUSDT", btc), ("ETHUSDT", eth), ("ADAUSDT", flat)], {"BTCUSDT": D("50000")}

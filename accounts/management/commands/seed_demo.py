@@ -28,6 +28,8 @@ class Command(BaseCommand):
             Symbol.objects.get_or_create(name=name, defaults={"enabled": True})
         demo = self._user(*DEMO_USER, staff=False)
         admin = self._user(*ADMIN_USER, staff=True)
+        for user in (demo, admin):
+            services.balances_ensure(user_id=user.pk)  # the starting USDT, visible before the first order
         symbol, max_notional = DEMO_LIMIT
         if selectors.symbol_tradable(name=symbol) is not None:
             if not RiskLimit.objects.filter(owner=demo, symbol=symbol).exists():
