@@ -369,7 +369,24 @@ class TradingConsumer(GatewayConsumer):
         self.registered = await get_registry().acquire(self.conn, limit=limit)
         if not self.registered:
             return (Code.TOO_MANY_CONNECTIONS, f"Maximum connections exceeded: at most {limit} per user")
+        # Every connection of the user, subscribed to anything or not, hears a revocation.
+        await self._join_revocations(add=True)
         return None
+
+    async def user_revoked(self, event: dict) -> None:
+        """The user was deactivated, deleted or changed password (security.revocation): close with 4002."""
+        await self.close_with(Code.USER_INACTIVE, event["message"])
+
+    async def _join_revocations(self, *, add: bool) -> None:
+        layer = get_channel_layer(groups.TRADING_LAYER)
+        change = layer.group_add if add else layer.group_discard
+        await change(groups.user_connections(self.conn.user_id), self.channel_names[groups.TRADING_LAYER])
+
+    async def _teardown(self) -> None:
+        if self.registered:
+            with contextlib.suppress(Exception):
+                await self._join_revocations(add=False)
+        await super()._teardown()
 
     def _expires_in(self) -> float:
         expires_at = getattr(self.scope.get("auth"), "expires_at", None)

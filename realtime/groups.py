@@ -33,3 +33,8 @@ def user(user_id: int, channel: str) -> str:
     if channel not in TRADING_CHANNELS:
         raise ValueError(f"unknown trading channel {channel!r}")
     return _checked(f"user.{int(user_id)}.{channel}")
+
+
+def user_connections(user_id: int) -> str:
+    """user.42.connections: every /ws/trading connection of one user, whatever it subscribed (revocation)."""
+    return _checked(f"user.{int(user_id)}.connections")
