@@ -37,6 +37,11 @@ class ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        # Shown, never edited: without this the formset would be built from them, and a
+        # non-editable field (updated_at) makes the whole user page fail.
+        return self.fields
+
 
 # --- users ---------------------------------------------------------------------------------------
 

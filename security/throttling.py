@@ -28,3 +28,11 @@ class LoginThrottle(ClientAddressIdent, SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def lockout_username(request, credentials: dict | None) -> str | None:
+    """The username as django-axes keys it, marked as one: axes builds a bucket's cache key from the
+    bare value, so without the mark a username spelled like an address would share that address's
+    bucket, and anyone could lock an address out by failing logins as "203.0.113.7"."""
+    username = credentials.get("username") if credentials is not None else request.POST.get("username")
+    return None if username is None else f"user:{username}"

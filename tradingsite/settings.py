@@ -144,6 +144,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the 
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lockout ends 15 minutes after it began
 AXES_RESET_ON_SUCCESS = False  # a success must not wipe an address's failures (password spraying)
 AXES_CLIENT_IP_CALLABLE = "security.client_address.request_client_address"
+AXES_USERNAME_CALLABLE = "security.throttling.lockout_username"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_DISABLE_ACCESS_LOG = True  # no database row per successful login
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password"]
