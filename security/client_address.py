@@ -21,9 +21,7 @@ def client_address(forwarded_for: str | None, peer: str | None, trusted_proxies:
     peer = peer or ""
     if trusted_proxies <= 0 or not forwarded_for:
         return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    if not hops:
-        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",")]  # empty ones keep their place
     # Fewer entries than proxies: every entry was written by a trusted proxy, the leftmost first.
     candidate = hops[-min(trusted_proxies, len(hops))]
     return candidate if _is_ip(candidate) else peer

@@ -1,8 +1,10 @@
 """JSON request bodies, bounded in size and in nesting.
 
-DRF's JSONParser reads the whole stream and lets a RecursionError from deep nesting become a 500.
-This one reads at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413 past it) and answers 400 for nesting
-deeper than MAX_DEPTH, before any serializer or JSONField walks the structure recursively.
+DRF's JSONParser lets a RecursionError from deep nesting become a 500, and DRF hands it the body
+through `request.body`, whose size refusal is an HTML 400 with a logged traceback. This parser is
+not a JSONParser subclass, so DRF gives it the stream: it reads at most DATA_UPLOAD_MAX_MEMORY_SIZE
+bytes (a JSON 413 past it) and answers 400 for nesting deeper than MAX_DEPTH, before any serializer
+or JSONField walks the structure recursively.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
+from rest_framework import exceptions, renderers, status
+from rest_framework.parsers import BaseParser
 from rest_framework.settings import api_settings
 
 MAX_DEPTH = 32  # bot params and orders are a few levels deep; nothing legitimate comes near
@@ -22,7 +24,10 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
-class BoundedJSONParser(JSONParser):
+class BoundedJSONParser(BaseParser):
+    media_type = "application/json"
+    renderer_class = renderers.JSONRenderer
+
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         too_large = RequestTooLarge(f"Request body too large: at most {limit} bytes")

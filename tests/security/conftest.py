@@ -1,8 +1,9 @@
 """A stack of its own for the attacks: two daphne instances on Redis, a migrated SQLite file.
 
-Its own Redis database (10: the integration tests take 2-9, the benchmark 11, the browser and CLI
-tests 12-15), because a lockout test locks the address 127.0.0.1 in the shared cache for 15 minutes:
-no other suite's logins may depend on that cache.
+Its own Redis database, because a lockout test locks the address 127.0.0.1 in the shared cache for
+15 minutes: no other suite's logins may depend on that cache. Every database but 0 and 1 has an
+owner (README), so it takes one of the integration suite's pairs, starting from the end that suite
+takes last, under the same file lock; it uses only the database it locked, never its pair's other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.conf import settings
 
 from tests.integration import harness
 
-REDIS_DBS = (10,)
+REDIS_DBS = (3, 5, 7, 9)
 
 USERS_SCRIPT = """
 import json
@@ -94,11 +95,12 @@ def run_python(stack, code: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def print_logs_on_failure(request, security_stack):
+def print_logs_on_failure(request):
+    """The servers' logs under a failed test that used them (unit tests here start no server)."""
     yield
     report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(security_stack.logs())
+    if report is not None and report.failed and "security_stack" in request.fixturenames:
+        print(request.getfixturevalue("security_stack").logs())
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
