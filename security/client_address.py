@@ -33,12 +33,17 @@ def request_client_address(request) -> str:
     return client_address(meta.get("HTTP_X_FORWARDED_FOR"), meta.get("REMOTE_ADDR"), settings.APP.trusted_proxy_count)
 
 
+def headers_client_address(headers, peer: str | None, trusted_proxies: int) -> str:
+    """The same from ASGI headers, [(name, value)] as bytes; repeated X-Forwarded-For headers count
+    as one list, in order, as RFC 9110 says for any repeated list header (pure)."""
+    forwarded = [value.decode("latin-1") for name, value in headers if name.lower() == b"x-forwarded-for"]
+    return client_address(",".join(forwarded) or None, peer, trusted_proxies)
+
+
 def scope_client_address(scope: dict) -> str:
     """The client address of an ASGI scope (HTTP or WebSocket)."""
-    headers = scope.get("headers", [])
-    forwarded = [value.decode("latin-1") for name, value in headers if name.lower() == b"x-forwarded-for"]
     peer = (scope.get("client") or [None])[0]
-    return client_address(",".join(forwarded) or None, peer, settings.APP.trusted_proxy_count)
+    return headers_client_address(scope.get("headers", []), peer, settings.APP.trusted_proxy_count)
 
 
 def _is_ip(text: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from security.client_address import client_address, scope_client_address
+from security.client_address import client_address, headers_client_address, scope_client_address
 
 PEER = "10.0.0.2"
 
@@ -48,3 +48,11 @@ def test_an_asgi_scope_joins_repeated_headers_and_reads_the_peer(settings):
 
     assert scope_client_address(scope) == "203.0.113.9"
     assert scope_client_address({"client": None, "headers": []}) == ""
+
+
+def test_headers_are_read_whatever_their_case_and_repeated_ones_join_in_order():
+    headers = [(b"X-Forwarded-For", b"6.6.6.6, 203.0.113.9"), (b"x-forwarded-for", b"10.0.0.7"), (b"host", b"x")]
+
+    assert headers_client_address(headers, PEER, 2) == "203.0.113.9"
+    assert headers_client_address(headers, PEER, 0) == PEER
+    assert headers_client_address([], PEER, 1) == PEER
