@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hmac
 
+from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import UntypedToken
 
 CLAIM = "credentials"
@@ -44,6 +46,25 @@ class LoginSerializer(TokenObtainPairSerializer):
         token = super().get_token(user)
         token[CLAIM] = credentials_hash(user)
         return token
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """POST /api/token/refresh/: a refresh token from before a password change is refused too.
+
+    Blacklisting already refuses those the server knew of; this also covers a password hash that
+    Django re-made at a login (a stronger hasher), which changes the claim without a revocation, so
+    that the client is told to sign in again rather than handed access tokens that will be refused.
+    """
+
+    def validate(self, attrs):
+        refresh = self.token_class(attrs["refresh"])  # signature, expiry, type, blacklist
+        claim = refresh.get(CLAIM)
+        if claim is not None:
+            user_id = refresh.get(api_settings.USER_ID_CLAIM)
+            user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
+            if user is None or not token_current(user, claim):
+                raise AuthenticationFailed(_(REVOKED_MESSAGE), code="credentials_changed")
+        return super().validate(attrs)
 
 
 class CredentialsJWTAuthentication(JWTAuthentication):

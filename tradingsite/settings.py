@@ -132,6 +132,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "TOKEN_OBTAIN_SERIALIZER": "security.credentials.LoginSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "security.credentials.RefreshSerializer",
 }
 
 # Request bodies: Django refuses larger form bodies, security.parsers larger JSON ones (413).

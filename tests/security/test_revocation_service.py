@@ -95,3 +95,25 @@ def test_old_tokens_are_refused_by_the_rest_api_after_a_password_change(user, cl
     response = api.get("/api/portfolio/")
     assert response.status_code == 401 and "password changed" in response.json()["detail"]
     assert OutstandingToken.objects.filter(user=user).count() == 1
+
+
+def test_a_refresh_token_from_before_a_rehash_is_refused_rather_than_giving_useless_access(user):
+    """A stronger hasher re-makes the hash at a login without a revocation: the claim changes."""
+    from rest_framework.test import APIClient
+
+    refresh = str(LoginSerializer.get_token(user))
+    get_user_model().objects.filter(pk=user.pk).update(password="pbkdf2_sha256$1$salt$rehashed=")
+
+    response = APIClient().post("/api/token/refresh/", {"refresh": refresh}, format="json")
+
+    assert response.status_code == 401 and "password changed" in response.json()["detail"]
+
+
+def test_a_refresh_token_of_a_deleted_user_is_refused_not_an_error(user):
+    from rest_framework.test import APIClient
+
+    refresh = str(LoginSerializer.get_token(user))
+    OutstandingToken.objects.filter(user=user).delete()  # a token the blacklist never knew of
+    user.delete()
+
+    assert APIClient().post("/api/token/refresh/", {"refresh": refresh}, format="json").status_code == 401
