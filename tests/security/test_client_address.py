@@ -56,3 +56,19 @@ def test_headers_are_read_whatever_their_case_and_repeated_ones_join_in_order():
     assert headers_client_address(headers, PEER, 2) == "203.0.113.9"
     assert headers_client_address(headers, PEER, 0) == PEER
     assert headers_client_address([], PEER, 1) == PEER
+
+
+def test_drf_throttles_and_the_lockout_key_on_the_client_address_not_the_raw_header(settings):
+    """DRF alone would key on the whole X-Forwarded-For value: a new value, a new bucket."""
+    from rest_framework.test import APIRequestFactory
+
+    from security.client_address import request_client_address
+    from security.throttling import LoginThrottle, UserThrottle
+
+    requests = [APIRequestFactory().post("/api/token/", HTTP_X_FORWARDED_FOR=f"6.6.6.{n}") for n in range(3)]
+    for request in requests:
+        request.META["REMOTE_ADDR"] = PEER
+
+    assert {UserThrottle().get_ident(r) for r in requests} == {PEER}
+    assert {LoginThrottle().get_cache_key(r, None) for r in requests} == {f"throttle_login_{PEER}"}
+    assert {request_client_address(r) for r in requests} == {PEER}  # what django-axes is given
