@@ -126,6 +126,7 @@ def _bot_action(service, verb: str, past: str):
             modeladmin.message_user(request, f"{past} {done} bot(s).", messages.SUCCESS)
 
     action.short_description = f"{verb} selected bots"
+    action.allowed_permissions = ("change",)  # staff with only view permission may not run it
     action.__name__ = f"bot_{verb.lower()}"
     return action
 

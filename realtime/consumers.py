@@ -69,7 +69,7 @@ class GatewayConsumer(AsyncConsumer):
             await self.runner.run(self.session.close(*refusal))
             return
         self.runner.registered = True
-        self.session.user_id, self.session.expires_at = self.runner.conn.user_id, getattr(auth, "expires_at", None)
+        await self.runner.run(self.session.admitted(self.runner.conn.user_id, getattr(auth, "expires_at", None)))
         metrics.ACTIVE_CONNECTIONS.labels(endpoint=str(self.endpoint)).inc()
         self.runner.start_keepalive()
 
@@ -104,6 +104,7 @@ _EVENT_HANDLERS = {
     "websocket.disconnect": GatewayConsumer.websocket_disconnect,
     protocol.MARKET_EVENT: GatewayConsumer.layer_message,
     protocol.USER_EVENT: GatewayConsumer.layer_message,
+    protocol.REVOKED_EVENT: GatewayConsumer.layer_message,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from realtime.protocol import TRADING_CHANNELS, Stream
-from realtime.session import MarketSub, UserSub
+from realtime.session import MarketSub, Revocations, UserSub
 
 _VALID = re.compile(r"^[a-z0-9._-]{1,99}$")
 
@@ -36,10 +36,17 @@ def user(user_id: int, channel: str) -> str:
     return _checked(f"user.{int(user_id)}.{channel}")
 
 
-def of(sub: MarketSub | UserSub, user_id: int | None) -> tuple[str, str]:
+def of(sub: MarketSub | UserSub | Revocations, user_id: int | None) -> tuple[str, str]:
     """(channel layer alias, group name) of a connection's subscription."""
     if isinstance(sub, MarketSub):
         return MARKET_LAYER, market(sub.stream, sub.symbol)
     if user_id is None:
         raise ValueError("a trading channel needs a signed-in user")
+    if isinstance(sub, Revocations):
+        return TRADING_LAYER, user_connections(user_id)
     return TRADING_LAYER, user(user_id, sub.channel)
+
+
+def user_connections(user_id: int) -> str:
+    """user.42.connections: every /ws/trading connection of one user, whatever it subscribed (revocation)."""
+    return _checked(f"user.{int(user_id)}.connections")

@@ -21,6 +21,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.protocol import Code
+from security import credentials
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +73,14 @@ def validate_access_token(raw: str | None) -> tuple[int | None, int | None, str]
 
 
 @database_sync_to_async
-def _active_user(user_id):
+def _active_user(user_id, credentials_claim) -> tuple[object | None, str]:
+    """(the user, '') if it exists, is active and has not changed password since the token; else (None, why)."""
     user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active:
+        return None, "User not found or inactive"
+    if not credentials.token_current(user, credentials_claim):
+        return None, credentials.REVOKED_MESSAGE
+    return user, ""
 
 
 async def authenticate(scope: dict) -> AuthResult:
@@ -82,9 +88,10 @@ async def authenticate(scope: dict) -> AuthResult:
     user_id, expires_at, why = validate_access_token(raw)
     if user_id is None:
         return AuthResult(AnonymousUser(), Code.AUTH_FAILED, why, subprotocol)
-    user = await _active_user(user_id)  # every connect: a deactivated user is refused at once
+    # Every connect: a deactivated user, or a token from before a password change, is refused at once.
+    user, why = await _active_user(user_id, credentials.token_claim(raw))
     if user is None:
-        return AuthResult(AnonymousUser(), Code.USER_INACTIVE, "User not found or inactive", subprotocol)
+        return AuthResult(AnonymousUser(), Code.USER_INACTIVE, why, subprotocol)
     return AuthResult(user, None, "", subprotocol, expires_at)
 
 

@@ -598,6 +598,7 @@ def portfolio(**fields: Any) -> dict:
 # the newest update per stream and symbol.
 MARKET_EVENT = "market.message"
 USER_EVENT = "user.message"
+REVOKED_EVENT = "user.revoked"  # the user was deactivated, deleted or changed password: close with 4002
 
 
 def conflation_key(message_type: str, symbol: str) -> str:

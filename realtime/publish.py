@@ -127,3 +127,11 @@ def publish_bot_status(user_id: int, **fields) -> None:
 
 def publish_portfolio(user_id: int, **fields) -> None:
     publish_user(user_id, "portfolio", protocol.portfolio(**fields))
+
+
+def publish_user_revoked(user_id: int, message: str) -> None:
+    """Close every /ws/trading connection of a user, on every instance, with 4002 and this message."""
+    async_to_sync(get_channel_layer(groups.TRADING_LAYER).group_send)(
+        groups.user_connections(user_id), {"type": protocol.REVOKED_EVENT, "message": message}
+    )
+    metrics.PUBLISHED.labels(kind="user_revoked").inc()

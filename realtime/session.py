@@ -39,7 +39,12 @@ class UserSub:
     channel: str
 
 
-Sub = MarketSub | UserSub
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """Every trading connection of the user hears when the user is revoked, whatever it subscribed."""
+
+
+Sub = MarketSub | UserSub | Revocations
 
 
 # --- what the adapter is asked to do, in order ---------------------------------------------------
@@ -298,6 +303,15 @@ class Session:
         Refresh: _refresh,
     }
 
+    def admitted(self, user_id: int | None, expires_at: float | None) -> list[Action]:
+        """The connection holds its place; a signed-in one listens for its user's revocation."""
+        self.user_id, self.expires_at = user_id, expires_at
+        return [] if user_id is None else [Join(Revocations())]
+
+    def revoked(self, message: str) -> list[Action]:
+        """The user was deactivated, deleted or changed password (on any instance): close with 4002."""
+        return self.close(Code.USER_INACTIVE, message)
+
     def internal_error(self) -> list[Action]:
         """The request failed on our side (a database or Redis blip): the client may retry."""
         return self.error(ProtocolError("Internal error: the request did not complete; retry", Code.INTERNAL))
@@ -312,6 +326,8 @@ class Session:
 
     def event(self, event: dict, backlog: int) -> list[Action]:
         """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
+        if event["type"] == protocol.REVOKED_EVENT:
+            return self.revoked(event.get("message") or "User deactivated or credentials changed")
         if event["type"] == protocol.USER_EVENT:
             sub, epoch, seq = UserSub(event.get("channel", "")), event.get("epoch"), event.get("seq")
             known = self.delivered.get(sub)
@@ -403,7 +419,8 @@ class Session:
         self.closed = True
         gone, self.subscriptions = list(self.subscriptions), set()
         _count_subscriptions(gone, -1)
-        return [Leave(sub) for sub in gone]
+        revocations = [Leave(Revocations())] if self.user_id is not None else []
+        return [*(Leave(sub) for sub in gone), *revocations]
 
     # --- the clock --------------------------------------------------------------------------------
 
@@ -481,7 +498,7 @@ def _count_subscriptions(subs: list[Sub], delta: int) -> None:
     for sub in subs:
         if isinstance(sub, MarketSub):
             metrics.SUBSCRIPTIONS.labels(channel=str(sub.stream), symbol=sub.symbol).inc(delta)
-        else:
+        elif isinstance(sub, UserSub):
             metrics.SUBSCRIPTIONS.labels(channel=sub.channel, symbol="").inc(delta)
 
 

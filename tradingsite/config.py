@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 INSECURE_DEV_KEY = "insecure-dev-key-only-for-DJANGO_DEBUG-on"
+YEAR = 365 * 24 * 3600  # HSTS max-age once TLS is on: what `check --deploy` and browsers' lists expect
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")  # as clients may name them (realtime.protocol)
 
 
@@ -105,6 +106,11 @@ class Config:
     ws_rate_limit_burst: int
     ws_max_items_per_request: int
     ws_max_subscriptions_per_connection: int
+    # Abuse resistance (README "Security"): login lockout, which proxies to believe, TLS in front.
+    login_failure_limit: int
+    login_rate_per_minute: int
+    behind_https_proxy: bool
+    hsts_seconds: int
     ws_history_size: int = 1000
     ws_history_ttl: int = 900
     taker_fee_rate: Decimal = Decimal("0.001")
@@ -133,6 +139,7 @@ def load(env: dict | None = None) -> Config:
     if source not in {"binance", "simulator"}:
         raise ImproperlyConfigured(f"MARKET_SOURCE must be binance or simulator, not {source!r}")
     symbols = _symbols(env, "MARKET_SYMBOLS", DEFAULT_SYMBOLS)
+    https = _bool(env, "DJANGO_BEHIND_HTTPS_PROXY", False)
     return Config(
         secret_key=secret_key,
         debug=debug,
@@ -155,6 +162,10 @@ def load(env: dict | None = None) -> Config:
         ws_rate_limit_burst=_int(env, "WS_RATE_LIMIT_BURST", 20, minimum=1),
         ws_max_items_per_request=_int(env, "WS_MAX_ITEMS_PER_REQUEST", 50, minimum=1),
         ws_max_subscriptions_per_connection=_int(env, "WS_MAX_SUBSCRIPTIONS", 200, minimum=1),
+        login_failure_limit=_int(env, "LOGIN_FAILURE_LIMIT", 5, minimum=1),
+        login_rate_per_minute=_int(env, "LOGIN_RATE_PER_MINUTE", 60, minimum=1),
+        behind_https_proxy=https,
+        hsts_seconds=_int(env, "DJANGO_HSTS_SECONDS", YEAR if https else 0, minimum=0),
         ws_history_size=_int(env, "WS_HISTORY_SIZE", 1000, minimum=1),
         ws_history_ttl=_int(env, "WS_HISTORY_TTL", 900, minimum=1),
         taker_fee_rate=_rate(env, "TAKER_FEE_RATE", "0.001"),

@@ -26,11 +26,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",
+    "axes",
+    "csp",
     "channels",
     "realtime",
     "marketdata",
     "accounts",
     "tradingsite",  # process composition: the serve and runstream commands
+    "security",
 ]
 
 MIDDLEWARE = [
@@ -42,6 +46,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout recorded during the view into the 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tradingsite.urls"
@@ -70,6 +77,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # take the write lock when a transaction starts, so two writers queue instead of deadlocking.
     DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 
+# django-axes first: a locked-out username or address is refused before any password is hashed.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -94,19 +104,84 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "security.credentials.CredentialsJWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": "600/minute", "anon": "60/minute"},
+    # JSON bounded in size and depth; forms go through Django's own DATA_UPLOAD_MAX_MEMORY_SIZE
+    # check. The browsable API only while debugging.
+    "DEFAULT_PARSER_CLASSES": [
+        "security.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    ],
+    # Keyed on the client address of security.client_address, never on the raw X-Forwarded-For.
+    "DEFAULT_THROTTLE_CLASSES": ["security.throttling.UserThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": "600/minute", "login": f"{APP.login_rate_per_minute}/minute"},
 }
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
     "UPDATE_LAST_LOGIN": False,
+    # A refresh token works once: each refresh returns a new one and blacklists the old, and a
+    # revocation (security.revocation) blacklists them all.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "TOKEN_OBTAIN_SERIALIZER": "security.credentials.LoginSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "security.credentials.RefreshSerializer",
 }
+
+# Request bodies: Django refuses larger form bodies, security.parsers larger JSON ones (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+# --- login lockout (django-axes): per username and per client address ------------------------------
+AXES_FAILURE_LIMIT = APP.login_failure_limit
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lockout ends 15 minutes after it began
+AXES_RESET_ON_SUCCESS = False  # a success must not wipe an address's failures (password spraying)
+AXES_CLIENT_IP_CALLABLE = "security.client_address.request_client_address"
+AXES_USERNAME_CALLABLE = "security.throttling.lockout_username"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_DISABLE_ACCESS_LOG = True  # no database row per successful login
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password"]
+# Shared by every instance: the Redis cache when there is one, else the database (embedded mode).
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if APP.redis_url else "axes.handlers.database.AxesDatabaseHandler"
+
+# --- browser-facing headers -----------------------------------------------------------------------
+# The page loads only its own scripts, styles and sockets; nobody may frame it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# TLS ends at a proxy in front (DJANGO_BEHIND_HTTPS_PROXY=1): believe its X-Forwarded-Proto, send
+# every plain-HTTP request to HTTPS, keep cookies off plain HTTP and tell browsers to stay on HTTPS.
+if APP.behind_https_proxy:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = APP.hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = APP.hsts_seconds > 0
+SECURE_HSTS_PRELOAD = APP.hsts_seconds > 0
 
 
 def redis_host(url: str) -> dict:
@@ -173,5 +248,6 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # its version banner at every start, a line per login at INFO
     },
 }

@@ -1,14 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenVerifyView
+from rest_framework_simplejwt.views import TokenVerifyView
 
 from realtime import views as realtime_views
+from security import views as security_views
 
 urlpatterns = [
     path("", realtime_views.demo_page, name="demo"),
     path("admin/", admin.site.urls),
-    path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
-    path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("api/token/", security_views.LoginView.as_view(), name="token_obtain_pair"),
+    path("api/token/refresh/", security_views.RefreshView.as_view(), name="token_refresh"),
     path("api/token/verify/", TokenVerifyView.as_view(), name="token_verify"),
     path("api/", include("accounts.urls")),
     path("ws/status", realtime_views.status, name="ws_status"),

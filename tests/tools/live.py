@@ -83,7 +83,7 @@ def _start(workdir: Path, redis_db: int, lock: IO, env: dict[str, str]) -> LiveS
         },
     )
     stack.manage("migrate", "--no-input")
-    stack.manage("seed_demo")
+    stack.manage("seed_demo", DJANGO_DEBUG="1")  # it refuses to run without debug
     manage = [harness.PYTHON, "manage.py"]
     exchange_args = ["simulate_exchange", "--port", str(exchange_port), "--interval", "0.2"]
     exchange = stack.spawn("exchange", [*manage, *exchange_args])

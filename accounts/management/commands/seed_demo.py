@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts import selectors, services
@@ -24,6 +24,8 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        if not settings.APP.debug:  # the admin's password is printed in this file: never on a real server
+            raise CommandError("seed_demo creates users with public passwords: it runs only with DJANGO_DEBUG=1")
         for name in settings.APP.market_symbols:
             Symbol.objects.get_or_create(name=name, defaults={"enabled": True})
         demo = self._user(*DEMO_USER, staff=False)
