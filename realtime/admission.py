@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from realtime.addresses import scope_address
+from realtime.addresses import scope_client_address
 from realtime.protocol import Code, Endpoint
 from realtime.registry import Connection, Limits, get_registry
 
@@ -15,7 +15,7 @@ Refusal = tuple[int, str]  # close code, message
 async def admit(endpoint: Endpoint, scope: dict, conn: Connection) -> Refusal | None:
     """Register the connection and return None, or say why it is refused (and register nothing)."""
     app = settings.APP
-    conn.address = scope_address(scope, app.trusted_proxy_count)
+    conn.address = scope_client_address(scope) or None
     limits = Limits(per_address=app.ws_max_connections_per_ip)
     if endpoint is Endpoint.TRADING:
         auth = scope.get("auth")

@@ -1,4 +1,4 @@
-"""DRF throttles keyed on the client address from security.client_address, never on the raw header.
+"""DRF throttles keyed on the client address from realtime.addresses, never on the raw header.
 
 DRF's own `get_ident` uses the whole `X-Forwarded-For` value when `NUM_PROXIES` is unset, so a
 client that sends a new value per request gets a new bucket per request.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
-from security.client_address import request_client_address
+from realtime.addresses import request_client_address
 
 
 class ClientAddressIdent:

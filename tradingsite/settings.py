@@ -119,7 +119,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     ],
-    # Keyed on the client address of security.client_address, never on the raw X-Forwarded-For.
+    # Keyed on the client address of realtime.addresses, never on the raw X-Forwarded-For.
     "DEFAULT_THROTTLE_CLASSES": ["security.throttling.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": "600/minute", "login": f"{APP.login_rate_per_minute}/minute"},
 }
@@ -145,7 +145,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lockout ends 15 minutes after it began
 AXES_RESET_ON_SUCCESS = False  # a success must not wipe an address's failures (password spraying)
-AXES_CLIENT_IP_CALLABLE = "security.client_address.request_client_address"
+AXES_CLIENT_IP_CALLABLE = "realtime.addresses.request_client_address"
 AXES_USERNAME_CALLABLE = "security.throttling.lockout_username"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_DISABLE_ACCESS_LOG = True  # no database row per successful login

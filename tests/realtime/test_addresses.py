@@ -1,10 +1,10 @@
-"""security.client_address: which address a request comes from, with and without trusted proxies."""
+"""realtime.addresses: which address a request comes from, with and without trusted proxies."""
 
 from __future__ import annotations
 
 import pytest
 
-from security.client_address import client_address, headers_client_address, scope_client_address
+from realtime.addresses import client_address, headers_client_address, scope_client_address
 
 PEER = "10.0.0.2"
 
@@ -62,7 +62,7 @@ def test_drf_throttles_and_the_lockout_key_on_the_client_address_not_the_raw_hea
     """DRF alone would key on the whole X-Forwarded-For value: a new value, a new bucket."""
     from rest_framework.test import APIRequestFactory
 
-    from security.client_address import request_client_address
+    from realtime.addresses import request_client_address
     from security.throttling import LoginThrottle, UserThrottle
 
     requests = [APIRequestFactory().post("/api/token/", HTTP_X_FORWARDED_FOR=f"6.6.6.{n}") for n in range(3)]
