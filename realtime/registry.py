@@ -117,12 +117,12 @@ class RedisRegistry:
         return self._key("user", "anonymous" if conn.user_id is None else conn.user_id)
 
     def _redis(self):
-        import redis.asyncio as aioredis
+        from tradingsite.redis_client import async_client
 
         # One client per event loop: the test suite and the embedded server each run their own loop.
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._clients:
-            self._clients[loop_id] = aioredis.Redis.from_url(self._url, decode_responses=True)
+            self._clients[loop_id] = async_client(self._url, decode_responses=True)
         return self._clients[loop_id]
 
     async def acquire(self, conn: Connection, limit: int | None) -> bool:

@@ -88,6 +88,9 @@ class Config:
     ws_rate_limit_burst: int
     ws_max_items_per_request: int
     ws_max_subscriptions_per_connection: int
+    database_pool_size: int = 10
+    database_conn_max_age: int = 0
+    worker_lease_ttl: float = 5.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -110,12 +113,20 @@ def load(env: dict | None = None) -> Config:
     if source not in {"binance", "simulator"}:
         raise ImproperlyConfigured(f"MARKET_SOURCE must be binance or simulator, not {source!r}")
     symbols = _symbols(env, "MARKET_SYMBOLS", DEFAULT_SYMBOLS)
+    redis_url = env.get("REDIS_URL") or None
+    if redis_url:
+        from tradingsite import redis_client
+
+        redis_client.parse(redis_url)  # a malformed URL stops the start here, saying the expected form
+    lease_ttl = _positive_float(env, "WORKER_LEASE_TTL", 5.0)
+    if lease_ttl < 1:
+        raise ImproperlyConfigured(f"WORKER_LEASE_TTL must be at least 1 second, not {lease_ttl:g}")
     return Config(
         secret_key=secret_key,
         debug=debug,
         allowed_hosts=_list(env, "DJANGO_ALLOWED_HOSTS", ("localhost", "127.0.0.1", "[::1]")),
         database_url=env.get("DATABASE_URL", ""),
-        redis_url=env.get("REDIS_URL") or None,
+        redis_url=redis_url,
         binance_ws_url=env.get("BINANCE_WS_URL", "wss://stream.binance.com:9443").rstrip("/"),
         binance_rest_url=env.get("BINANCE_REST_URL", "https://api.binance.com").rstrip("/"),
         market_symbols=symbols,
@@ -130,4 +141,7 @@ def load(env: dict | None = None) -> Config:
         ws_rate_limit_burst=_int(env, "WS_RATE_LIMIT_BURST", 20, minimum=1),
         ws_max_items_per_request=_int(env, "WS_MAX_ITEMS_PER_REQUEST", 50, minimum=1),
         ws_max_subscriptions_per_connection=_int(env, "WS_MAX_SUBSCRIPTIONS", 200, minimum=1),
+        database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, minimum=0),
+        database_conn_max_age=_int(env, "DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        worker_lease_ttl=lease_ttl,
     )
