@@ -23,6 +23,7 @@ from accounts.exceptions import InvalidInput, InvalidState, NotFound
 from accounts.models import Bot, CashBalance, Fill, Order, Position, RiskLimit, Side
 from accounts.money import ZERO, fits_column, is_multiple, plain, quantize
 from accounts.portfolio import apply_fill, notional
+from leadership import fence
 from marketdata.models import Symbol
 from realtime import publish
 
@@ -196,6 +197,7 @@ def order_fill(
     filled = remaining if quantity is None else min(quantity, remaining)
     if filled <= 0 or price <= 0:
         raise ValueError("a fill needs a positive quantity and price")
+    fence.fence_check()  # a worker that lost its lease must not fill: refused in this transaction
     fill = Fill.objects.create(
         order=order, price=price, quantity=filled, executed_at=now or datetime.now(UTC), trade_id=str(trade_id)[:40]
     )

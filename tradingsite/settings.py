@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "realtime",
     "marketdata",
     "accounts",
+    "leadership",
 ]
 
 MIDDLEWARE = [
