@@ -91,6 +91,8 @@ class Config:
     database_pool_size: int = 10
     database_conn_max_age: int = 0
     worker_lease_ttl: float = 5.0
+    worker_metrics_port: int = 0
+    worker_metrics_addr: str = "127.0.0.1"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -144,4 +146,6 @@ def load(env: dict | None = None) -> Config:
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, minimum=0),
         database_conn_max_age=_int(env, "DATABASE_CONN_MAX_AGE", 0, minimum=0),
         worker_lease_ttl=lease_ttl,
+        worker_metrics_port=_int(env, "WORKER_METRICS_PORT", 0, minimum=0),
+        worker_metrics_addr=env.get("WORKER_METRICS_ADDR", "127.0.0.1").strip() or "127.0.0.1",
     )

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from accounts import engine
 from leadership import fence
+from leadership import metrics as election
 from leadership.lease import LeaseTerm, LeaseTiming, RedisLease
 from marketdata import status
 from marketdata.stream import WorkerOptions, run_worker
@@ -38,6 +39,10 @@ async def run_market_and_bots(stop: asyncio.Event, options: WorkerOptions) -> No
     if app.embedded:
         await run_term(stop, options)
         return
+    if app.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(app.worker_metrics_port, addr=app.worker_metrics_addr)
     lease = RedisLease(
         redis_client.async_client(app.redis_url), holder=worker_name(), timing=LeaseTiming(app.worker_lease_ttl)
     )
@@ -96,6 +101,9 @@ async def _lead(stop: asyncio.Event, options: WorkerOptions, lease: RedisLease, 
     record = status.leader_record(worker=lease.holder, fence=term.token, since=protocol.now_iso())
     term_over = asyncio.Event()
     reset = fence.current.set(term.token)  # every task and ORM call of this term carries it
+    election.TERMS.inc()
+    election.IS_LEADER.set(1)
+    election.FENCE_TOKEN.set(term.token)
     try:
         work = asyncio.create_task(run_term(term_over, options), name="worker-term")
         keeper = asyncio.create_task(_keep(lease, term, record, stop), name="worker-lease")
@@ -105,6 +113,10 @@ async def _lead(stop: asyncio.Event, options: WorkerOptions, lease: RedisLease, 
         await asyncio.gather(work, keeper, return_exceptions=True)
     finally:
         fence.current.reset(reset)
+        election.IS_LEADER.set(0)
+        election.FENCE_TOKEN.set(0)
+        if not stop.is_set():
+            election.STEP_DOWNS.inc()
         if stop.is_set():  # an orderly stop hands over at once instead of after the TTL
             with contextlib.suppress(Exception):
                 await status.aclear_leader()
@@ -127,6 +139,7 @@ async def _keep(lease: RedisLease, term: LeaseTerm, record: dict, stop: asyncio.
         try:
             renewed = await asyncio.wait_for(lease.renew(term.token), max(0.1, term.valid_until - last_sent))
         except Exception as error:
+            election.RENEWAL_FAILURES.inc()
             logger.warning("lease renewal failed (%s); the term ends in %.1fs", error, term.valid_until - last_sent)
             continue
         if not renewed:
