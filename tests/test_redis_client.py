@@ -120,7 +120,8 @@ def test_the_async_client_asks_the_sentinels_for_the_master():
 def test_postgres_gets_a_checked_connection_pool():
     (db,) = databases("postgres://u@db:5432/trading", pool_size=8, conn_max_age=0).values()
     pool = db["OPTIONS"]["pool"]
-    assert pool["max_size"] == 8 and callable(pool["check"])
+    assert pool["max_size"] == 8
+    assert db["CONN_HEALTH_CHECKS"] is True  # Django then hands the pool psycopg's connection check
     assert db["CONN_MAX_AGE"] == 0  # pooling and persistent connections exclude each other
 
 

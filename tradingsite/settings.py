@@ -76,10 +76,10 @@ def databases(url: str, *, pool_size: int, conn_max_age: int) -> dict:
         # take the write lock when a transaction starts, so two writers queue instead of deadlocking.
         db.setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
     elif db["ENGINE"] == "django.db.backends.postgresql" and pool_size:
-        from psycopg_pool import ConnectionPool
-
-        pool = {"min_size": 1, "max_size": pool_size, "timeout": 10, "check": ConnectionPool.check_connection}
-        db.setdefault("OPTIONS", {})["pool"] = pool
+        # CONN_HEALTH_CHECKS makes Django give the pool psycopg's check: a connection is tested
+        # before it is handed out.
+        db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
+        db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
     else:
         db.update(CONN_MAX_AGE=conn_max_age, CONN_HEALTH_CHECKS=True)
     return {"default": db}
