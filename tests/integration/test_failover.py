@@ -9,6 +9,7 @@ larger fencing token; the resting order, crossed after the failover, fills exact
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from decimal import Decimal
 
@@ -107,3 +108,45 @@ async def test_an_orderly_stop_hands_the_lease_over_at_once(system):
         timeout=TAKEOVER_SECONDS,
     )
     assert service_of(second, workers) is not old
+
+
+async def test_a_leader_that_was_cut_off_steps_down_when_it_comes_back_and_fills_nothing(system):
+    """SIGSTOP: the leader neither renews nor knows it lost the lease (a long pause, a partition).
+
+    Its lease expires, the standby takes over and fills the crossed order; when the old leader runs
+    again it finds its term over and stands by, and the order has been filled exactly once.
+    """
+    exchange = system.exchange("--trade-chance", "0", "--seed", "13")
+    gateway = system.daphne()
+    workers = [system.worker(exchange), system.worker(exchange)]
+    first = await wait_for(lambda: leader(gateway), "no worker became the leader")
+    old = service_of(first, workers)
+    trader = Trader(gateway.http, gateway.ws, system.user("paused-trader"))
+
+    async with await Client.connect(f"{gateway.ws}/ws/market") as market:
+        await market.subscribe({"type": "subscribe_trades", "symbols": ["ETHUSDT"]})
+        last = (await print_trade(exchange, market, "3000.00", symbol="ETHUSDT"))["price"]
+        await trader.connect()
+        resting = await trader.place(symbol="ETHUSDT", side="buy", type="limit", quantity="0.1", price=below(last))
+        await trader.order_reaches(resting["id"], "new")
+
+        old.process.send_signal(signal.SIGSTOP)
+        try:
+            second = await wait_for(
+                lambda: (record := leader(gateway)) and record["worker"] != first["worker"] and record,
+                "the standby never took over from the paused leader",
+            )
+            await print_trade(exchange, market, below(last, "0.8"), symbol="ETHUSDT")  # crosses the resting buy
+            await trader.order_reaches(resting["id"], "filled")
+        finally:
+            old.process.send_signal(signal.SIGCONT)
+        await wait_for(lambda: "stepped down" in old.log(), "the old leader never stepped down")
+
+        marker = await trader.place(symbol="ETHUSDT", side="sell", type="limit", quantity="0.1", price="4000.00")
+        await print_trade(exchange, market, "4000.00", symbol="ETHUSDT")
+        await trader.order_reaches(marker["id"], "filled")
+        await trader.close()
+
+    assert (await asyncio.to_thread(leader, gateway))["worker"] == second["worker"]
+    assert trader.statuses_of(resting["id"]) == ["new", "filled"]
+    assert await asyncio.to_thread(system.fills_of, resting["id"]) == 1
