@@ -141,3 +141,30 @@ def test_sqlite_stays_the_default():
 def test_a_lease_ttl_under_a_second_is_refused(value):
     with pytest.raises(ImproperlyConfigured, match="WORKER_LEASE_TTL"):
         config.load({"DJANGO_DEBUG": "1", "WORKER_LEASE_TTL": value})
+
+
+def test_production_settings_come_from_the_environment():
+    loaded = config.load(
+        {
+            "DJANGO_DEBUG": "1",
+            "DATABASE_POOL_SIZE": "4",
+            "DATABASE_CONN_MAX_AGE": "60",
+            "WORKER_LEASE_TTL": "2.5",
+            "WORKER_METRICS_PORT": "9101",
+            "WORKER_METRICS_ADDR": "0.0.0.0",
+        }
+    )
+    assert (loaded.database_pool_size, loaded.database_conn_max_age) == (4, 60)
+    assert (loaded.worker_lease_ttl, loaded.worker_metrics_port, loaded.worker_metrics_addr) == (2.5, 9101, "0.0.0.0")
+
+
+def test_production_settings_have_safe_defaults():
+    loaded = config.load({"DJANGO_DEBUG": "1"})
+    assert (loaded.database_pool_size, loaded.database_conn_max_age, loaded.worker_lease_ttl) == (10, 0, 5.0)
+    assert loaded.worker_metrics_port == 0 and loaded.worker_metrics_addr == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("name", "value"), [("DATABASE_POOL_SIZE", "-1"), ("WORKER_METRICS_PORT", "http")])
+def test_bad_production_settings_are_refused(name, value):
+    with pytest.raises(ImproperlyConfigured, match=name):
+        config.load({"DJANGO_DEBUG": "1", name: value})
