@@ -177,3 +177,15 @@ def test_the_compose_file_needs_a_secret_key():
     result = run([*command, "-f", str(DEPLOY / "compose.yaml"), "config"], env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_the_image_carries_every_app_of_the_project():
+    """A new app added to INSTALLED_APPS but not copied into the image would fail only in production."""
+    from django.conf import settings
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE))
+    ours = {app.split(".")[0] for app in settings.INSTALLED_APPS if (DEPLOY.parent / app.split(".")[0]).is_dir()}
+    assert ours, "no project apps found"
+    needed = ours | {"tradingsite", "templates", "static", "manage.py", "requirements.txt"}
+    assert needed <= copied, f"not copied into the image: {sorted(needed - copied)}"

@@ -131,8 +131,11 @@ async def test_the_system_follows_a_sentinel_failover_without_restarts(stack, se
         assert master_port_now(sentinels.ports) == sentinels.replica_port, "the Sentinels did not promote the replica"
         assert gateway.service.alive() and worker.alive()
         assert {s.name: s.process.pid for s in (gateway.service, worker)} == pids, "a process was restarted"
-        record = await wait_for(lambda: leader(gateway), "no leader after the failover")
-        assert record["worker"] == first["worker"]  # the same worker process leads again
+        record = await wait_for(lambda: leader(gateway), "no leader after the failover")  # the cache followed
+        assert record["worker"] == first["worker"]  # the same worker process leads again: its lease followed
+        await wait_for(  # the registry followed: both live connections are counted on the new master
+            lambda: gateway.status()["active_connections"] >= 2, "the registry lost the live connections"
+        )
         await market.close()
         await trader.close()
     finally:
