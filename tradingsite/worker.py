@@ -110,17 +110,21 @@ async def _lead(stop: asyncio.Event, options: WorkerOptions, lease: RedisLease, 
         await asyncio.wait([work, keeper], return_when=asyncio.FIRST_COMPLETED)
         term_over.set()
         keeper.cancel()
-        await asyncio.gather(work, keeper, return_exceptions=True)
+        outcome, _ = await asyncio.gather(work, keeper, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            logger.error("worker %s: its term failed", lease.holder, exc_info=outcome)
     finally:
         fence.current.reset(reset)
         election.IS_LEADER.set(0)
         election.FENCE_TOKEN.set(0)
         if not stop.is_set():
             election.STEP_DOWNS.inc()
-        if stop.is_set():  # an orderly stop hands over at once instead of after the TTL
+        else:
             with contextlib.suppress(Exception):
                 await status.aclear_leader()
-                await lease.release(term.token)
+        # Hand over at once instead of after the TTL (a no-op when the lease is already another's).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lease.release(term.token), lease.timing.trusted_for)
     logger.info("worker %s ended term %s", lease.holder, term.token)
 
 

@@ -152,3 +152,22 @@ async def test_a_token_never_goes_below_what_the_database_has_seen(store):
     assert store.terms == [("worker-term", 42)]
     stop.set()
     await task
+
+
+async def test_a_term_whose_work_fails_hands_the_lease_on_at_once(store, monkeypatch):
+    failures = []
+
+    async def failing_term(stop, options):
+        failures.append(fence.current.get())
+        store.changed.set()
+        if len(failures) == 1:
+            raise RuntimeError("the exchange client crashed")
+        await stop.wait()
+
+    monkeypatch.setattr(worker, "run_term", failing_term)
+    stop, task = elect(store, "a")
+    await until(store, lambda: len(failures) == 2)  # released, not left to expire: led again at once
+    assert failures == [1, 2]
+    stop.set()
+    await task
+    assert store.lease is None
