@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -49,12 +50,16 @@ def leader_record(*, worker: str, fence: int, since: str) -> dict:
 
 
 async def awrite_leader(record: dict, ttl: float) -> None:
-    """Written by the leader at every lease renewal; it expires with the lease when the leader dies."""
-    await cache.aset(LEADER_KEY, record, ttl)
+    """Written by the leader at every lease renewal; it expires with the lease when the leader dies.
+
+    In a thread of its own, not the ORM's one thread (cache.aset's): the lease keeper must never
+    queue behind database work that is waiting for a lock.
+    """
+    await asyncio.to_thread(cache.set, LEADER_KEY, record, ttl)
 
 
 async def aclear_leader() -> None:
-    await cache.adelete(LEADER_KEY)
+    await asyncio.to_thread(cache.delete, LEADER_KEY)
 
 
 def read_status() -> dict:

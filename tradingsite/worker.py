@@ -105,11 +105,16 @@ async def _lead(stop: asyncio.Event, options: WorkerOptions, lease: RedisLease, 
     election.IS_LEADER.set(1)
     election.FENCE_TOKEN.set(term.token)
     try:
+        # The keeper and the work both end when term_over is set (not by cancellation, which
+        # asyncio.wait_for may swallow): by the keeper's own return, by the work failing, or at stop.
+        relay = asyncio.create_task(_set_when(stop, term_over), name="worker-stop-relay")
         work = asyncio.create_task(run_term(term_over, options), name="worker-term")
-        keeper = asyncio.create_task(_keep(lease, term, record, stop), name="worker-lease")
+        keeper = asyncio.create_task(_keep(lease, term, record, term_over), name="worker-lease")
         await asyncio.wait([work, keeper], return_when=asyncio.FIRST_COMPLETED)
         term_over.set()
-        keeper.cancel()
+        relay.cancel()
+        election.IS_LEADER.set(0)
+        election.FENCE_TOKEN.set(0)
         outcome, _ = await asyncio.gather(work, keeper, return_exceptions=True)
         if isinstance(outcome, Exception):
             logger.error("worker %s: its term failed", lease.holder, exc_info=outcome)
@@ -128,13 +133,18 @@ async def _lead(stop: asyncio.Event, options: WorkerOptions, lease: RedisLease, 
     logger.info("worker %s ended term %s", lease.holder, term.token)
 
 
-async def _keep(lease: RedisLease, term: LeaseTerm, record: dict, stop: asyncio.Event) -> None:
-    """Renew the lease well inside its TTL; return when it is lost, in doubt for too long, or at stop."""
+async def _set_when(stop: asyncio.Event, term_over: asyncio.Event) -> None:
+    await stop.wait()
+    term_over.set()
+
+
+async def _keep(lease: RedisLease, term: LeaseTerm, record: dict, term_over: asyncio.Event) -> None:
+    """Renew the lease well inside its TTL; return when it is lost, in doubt for too long, or the term is over."""
     timing = lease.timing
     last_sent = time.monotonic()
     await _publish_leader(record, timing)
     while True:
-        if await _wait(stop, term.next_renewal(last_sent, time.monotonic(), timing)):
+        if await _wait(term_over, term.next_renewal(last_sent, time.monotonic(), timing)):
             return
         if term.expired(time.monotonic()):
             logger.error("worker %s could not renew its lease in time: stepping down", lease.holder)
@@ -154,10 +164,12 @@ async def _keep(lease: RedisLease, term: LeaseTerm, record: dict, stop: asyncio.
 
 
 async def _publish_leader(record: dict, timing: LeaseTiming) -> None:
+    """The leader record for /ws/status; bounded in time, so the keeper never misses its deadline for it."""
     try:
-        await status.awrite_leader({**record, "updated_at": protocol.now_iso()}, timing.ttl)
-    except Exception:
-        logger.warning("could not write the leader record", exc_info=True)
+        fresh = {**record, "updated_at": protocol.now_iso()}
+        await asyncio.wait_for(status.awrite_leader(fresh, timing.ttl), timing.renew_every)
+    except Exception as error:
+        logger.warning("could not write the leader record: %r", error)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

@@ -140,7 +140,7 @@ async def test_a_leader_that_was_cut_off_steps_down_when_it_comes_back_and_fills
             await trader.order_reaches(resting["id"], "filled")
         finally:
             old.process.send_signal(signal.SIGCONT)
-        await wait_for(lambda: "stepped down" in old.log(), "the old leader never stepped down")
+        await wait_for(lambda: "stepping down" in old.log(), "the old leader never stepped down")
 
         marker = await trader.place(symbol="ETHUSDT", side="sell", type="limit", quantity="0.1", price="4000.00")
         await print_trade(exchange, market, "4000.00", symbol="ETHUSDT")
