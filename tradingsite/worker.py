@@ -68,9 +68,19 @@ async def run_elected(stop: asyncio.Event, options: WorkerOptions, lease: RedisL
     """Stand by until the lease is free, lead until it is lost or `stop` is set, and again."""
     timing = lease.timing
     logger.info("worker %s standing by for the lease (ttl %gs)", lease.holder, timing.ttl)
+    unreachable = False  # log an outage once, not at every poll
     while not stop.is_set():
         sent_at = time.monotonic()
-        token = await _try_acquire(lease)
+        try:
+            token = await _try_acquire(lease)
+        except Exception as error:  # Redis or the database away: keep standing by
+            if not unreachable:
+                logger.warning("could not try for the worker lease (retrying every %gs): %s", timing.poll_every, error)
+            unreachable, token = True, None
+        else:
+            if unreachable:
+                logger.info("worker %s can try for the lease again", lease.holder)
+            unreachable = False
         if token is None:
             await _wait(stop, timing.poll_every)
             continue
@@ -81,12 +91,9 @@ async def run_elected(stop: asyncio.Event, options: WorkerOptions, lease: RedisL
 
 
 async def _try_acquire(lease: RedisLease) -> int | None:
-    try:
-        floor = await database_sync_to_async(fence.fence_high_water)()
-        return await asyncio.wait_for(lease.acquire(floor=floor), lease.timing.trusted_for)
-    except Exception as error:  # Redis or the database away: keep standing by
-        logger.warning("could not try for the worker lease: %s", error)
-        return None
+    """The new term's token if the lease was free; it starts above every token the database has seen."""
+    floor = await database_sync_to_async(fence.fence_high_water)()
+    return await asyncio.wait_for(lease.acquire(floor=floor), lease.timing.trusted_for)
 
 
 async def _lead(stop: asyncio.Event, options: WorkerOptions, lease: RedisLease, term: LeaseTerm) -> None:

@@ -25,6 +25,7 @@ class Store:
     counter: int = 0
     down: bool = False
     high_water: int = 0
+    attempts: int = 0
     terms: list[tuple[str, int | None]] = field(default_factory=list)  # (holder, token seen by its work)
 
 
@@ -37,6 +38,8 @@ class FakeLease:
             raise ConnectionError("redis is away")
 
     async def acquire(self, *, floor: int = 0) -> int | None:
+        self.store.attempts += 1
+        self.store.changed.set()
         self._reachable()
         if self.store.lease is not None:
             return None
@@ -171,3 +174,16 @@ async def test_a_term_whose_work_fails_hands_the_lease_on_at_once(store, monkeyp
     stop.set()
     await task
     assert store.lease is None
+
+
+async def test_a_standby_cut_off_from_redis_says_so_once_and_leads_when_it_is_back(store, caplog):
+    store.down = True
+    stop, task = elect(store, "a")
+    await until(store, lambda: store.attempts >= 3)
+    complaints = [r for r in caplog.records if "could not try for the worker lease" in r.getMessage()]
+    assert len(complaints) == 1
+    store.down = False
+    await until(store, lambda: store.terms)
+    assert any("can try for the lease again" in r.getMessage() for r in caplog.records)
+    stop.set()
+    await task
