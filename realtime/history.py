@@ -227,7 +227,7 @@ class RedisHistory:
         return f"{self._prefix}:{{{key}}}:m", f"{self._prefix}:{{{key}}}:s"
 
     def _redis(self):
-        import redis.asyncio as aioredis
+        from realtime.redis_client import async_client
 
         # One client per event loop (the server's, the test's, the ones async_to_sync makes for
         # sync callers without a loop); clients of closed loops are dropped.
@@ -236,7 +236,7 @@ class RedisHistory:
             if other.is_closed():
                 del self._clients[loop_id]
         if id(loop) not in self._clients:
-            self._clients[id(loop)] = (loop, aioredis.Redis.from_url(self._url, decode_responses=True))
+            self._clients[id(loop)] = (loop, async_client(self._url, decode_responses=True))
         return self._clients[id(loop)][1]
 
     async def append(self, key: str, message: dict) -> Appended:

@@ -152,12 +152,12 @@ class RedisRegistry:
         return self._key("address", conn.address or "unknown")
 
     def _redis(self):
-        import redis.asyncio as aioredis
+        from realtime.redis_client import async_client
 
         # One client per event loop: the test suite and the embedded server each run their own loop.
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._clients:
-            self._clients[loop_id] = aioredis.Redis.from_url(self._url, decode_responses=True)
+            self._clients[loop_id] = async_client(self._url, decode_responses=True)
         return self._clients[loop_id]
 
     async def acquire(self, conn: Connection, limits: Limits) -> str | None:
@@ -216,10 +216,10 @@ class RedisRegistry:
 
     def status_now(self) -> Status:
         """The same figures through a blocking client: for a worker thread, never the event loop."""
-        import redis as redis_sync
+        from realtime.redis_client import sync_client
 
         if self._sync_client is None:
-            self._sync_client = redis_sync.Redis.from_url(self._url, decode_responses=True)
+            self._sync_client = sync_client(self._url, decode_responses=True)
         now = time.time() * 1000
         self._sync_client.eval(_SWEEP, 2, self._key("connections"), self._key("info"), now)
         raw = self._sync_client.hgetall(self._key("info"))

@@ -118,6 +118,11 @@ class Config:
     max_price_age: float = 10.0  # seconds: a market order needs a last price at least this fresh
     max_open_orders_per_user: int = 200
     max_bots_per_user: int = 20
+    database_pool_size: int = 10
+    database_conn_max_age: int = 0
+    worker_lease_ttl: float = 5.0
+    worker_metrics_port: int = 0
+    worker_metrics_addr: str = "127.0.0.1"
 
     @property
     def embedded(self) -> bool:
@@ -140,12 +145,20 @@ def load(env: dict | None = None) -> Config:
         raise ImproperlyConfigured(f"MARKET_SOURCE must be binance or simulator, not {source!r}")
     symbols = _symbols(env, "MARKET_SYMBOLS", DEFAULT_SYMBOLS)
     https = _bool(env, "DJANGO_BEHIND_HTTPS_PROXY", False)
+    redis_url = env.get("REDIS_URL") or None
+    if redis_url:
+        from realtime import redis_client
+
+        redis_client.parse(redis_url)  # a malformed URL stops the start here, saying the expected form
+    lease_ttl = _positive_float(env, "WORKER_LEASE_TTL", 5.0)
+    if lease_ttl < 1:
+        raise ImproperlyConfigured(f"WORKER_LEASE_TTL must be at least 1 second, not {lease_ttl:g}")
     return Config(
         secret_key=secret_key,
         debug=debug,
         allowed_hosts=_list(env, "DJANGO_ALLOWED_HOSTS", ("localhost", "127.0.0.1", "[::1]")),
         database_url=env.get("DATABASE_URL", ""),
-        redis_url=env.get("REDIS_URL") or None,
+        redis_url=redis_url,
         binance_ws_url=env.get("BINANCE_WS_URL", "wss://stream.binance.com:9443").rstrip("/"),
         binance_rest_url=env.get("BINANCE_REST_URL", "https://api.binance.com").rstrip("/"),
         market_symbols=symbols,
@@ -173,4 +186,9 @@ def load(env: dict | None = None) -> Config:
         max_price_age=_positive_float(env, "MAX_PRICE_AGE", 10.0),
         max_open_orders_per_user=_int(env, "MAX_OPEN_ORDERS_PER_USER", 200, minimum=1),
         max_bots_per_user=_int(env, "MAX_BOTS_PER_USER", 20, minimum=1),
+        database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, minimum=0),
+        database_conn_max_age=_int(env, "DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        worker_lease_ttl=lease_ttl,
+        worker_metrics_port=_int(env, "WORKER_METRICS_PORT", 0, minimum=0),
+        worker_metrics_addr=env.get("WORKER_METRICS_ADDR", "127.0.0.1").strip() or "127.0.0.1",
     )

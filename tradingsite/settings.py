@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from realtime import redis_client
 from tradingsite import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "accounts",
     "tradingsite",  # process composition: the serve and runstream commands
     "security",
+    "leadership",
 ]
 
 MIDDLEWARE = [
@@ -69,13 +71,30 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(APP.database_url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0)
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Daphne, the worker and the test runner share one file: wait for locks instead of failing, and
-    # take the write lock when a transaction starts, so two writers queue instead of deadlocking.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
+
+def databases(url: str, *, pool_size: int, conn_max_age: int) -> dict:
+    """The default database: SQLite when DATABASE_URL is unset, PostgreSQL (psycopg 3) in production.
+
+    On PostgreSQL each process keeps a psycopg pool of up to `pool_size` connections (checked before
+    they are handed out, so a restarted database is survived); with DATABASE_POOL_SIZE=0 Django's
+    persistent connections are used instead (DATABASE_CONN_MAX_AGE seconds, with health checks).
+    """
+    db = dj_database_url.parse(url or f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0)
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Daphne, the worker and the test runner share one file: wait for locks instead of failing, and
+        # take the write lock when a transaction starts, so two writers queue instead of deadlocking.
+        db.setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
+    elif db["ENGINE"] == "django.db.backends.postgresql" and pool_size:
+        # CONN_HEALTH_CHECKS makes Django give the pool psycopg's check: a connection is tested
+        # before it is handed out.
+        db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
+        db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
+    else:
+        db.update(CONN_MAX_AGE=conn_max_age, CONN_HEALTH_CHECKS=True)
+    return {"default": db}
+
+
+DATABASES = databases(APP.database_url, pool_size=APP.database_pool_size, conn_max_age=APP.database_conn_max_age)
 
 # django-axes first: a locked-out username or address is refused before any password is hashed.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
@@ -188,17 +207,16 @@ def redis_host(url: str) -> dict:
     """A channels-redis host whose read timeout outlasts the core layer's 5 s blocking BZPOPMIN.
 
     redis-py 8 reads with a 5 s socket timeout by default: exactly as long as channels-redis blocks
-    waiting for a message, so an idle consumer would fail with a read timeout.
+    waiting for a message, so an idle consumer would fail with a read timeout. A Sentinel URL
+    becomes a Sentinel-managed host, which finds the new master after a failover.
     """
-    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "health_check_interval": 15}
+    return redis_client.channel_layer_host(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=15)
 
 
 def layer_prefix(redis_url: str) -> str:
     """Pub/sub channels ignore Redis database numbers: name them by database so deployments sharing
     one Redis server on different databases never hear each other's market data."""
-    from urllib.parse import urlparse
-
-    return f"db{(urlparse(redis_url).path.strip('/') or '0')}"
+    return redis_client.database_label(redis_url)
 
 
 def channel_layers(redis_url: str | None) -> dict:
@@ -232,7 +250,17 @@ def caches(redis_url: str | None) -> dict:
     if not redis_url:
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     return {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "tg"}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # A list, so Django does not split a Sentinel URL's host list on its commas.
+            "LOCATION": [redis_url],
+            "KEY_PREFIX": "tg",
+            "OPTIONS": {
+                "pool_class": "realtime.redis_client.CachePool",
+                "socket_timeout": redis_client.SOCKET_TIMEOUT,
+                "socket_connect_timeout": redis_client.CONNECT_TIMEOUT,
+            },
+        }
     }
 
 

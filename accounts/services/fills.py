@@ -25,6 +25,7 @@ from accounts.money import ZERO, quantize, wide
 from accounts.portfolio import apply_fill
 from accounts.services import _common, balances, portfolio, risk
 from accounts.services._common import Prices, publish_bot, publish_order
+from leadership import fence
 
 logger = logging.getLogger("accounts.services")
 
@@ -66,6 +67,7 @@ def order_end(order: Order, status: str, reason: str = "") -> None:
 @wide
 def _book_legs(order: Order, legs: Sequence[matching.Level], *, maker: bool, trade_id: str, now: datetime) -> list:
     """Book fills of a locked open order: balances, the order's figures, its Fill rows, the position."""
+    fence.fence_check()  # a worker that lost its lease must not fill: refused in this transaction
     base, quote = selectors.symbol_assets(name=order.symbol)
     rows = balances.balances_lock(user_id=order.owner_id, assets={base, quote})
     quote_funds, base_funds = balances.funds_of(rows[quote]), balances.funds_of(rows[base])
