@@ -69,6 +69,7 @@ class GatewayConsumer(AsyncConsumer):
             await self.runner.run(self.session.close(*refusal))
             return
         self.runner.registered = True
+        self.runner.write_frame = flow.raw_writer(self.runner.send)
         await self.runner.run(self.session.admitted(self.runner.conn.user_id, getattr(auth, "expires_at", None)))
         metrics.ACTIVE_CONNECTIONS.labels(endpoint=str(self.endpoint)).inc()
         self.runner.start_keepalive()
@@ -111,12 +112,11 @@ _EVENT_HANDLERS = {
 class MarketConsumer(GatewayConsumer):
     """/ws/market: public tickers, trades and order books."""
 
-    endpoint = Endpoint.MARKET
-    layer_aliases = (groups.MARKET_LAYER,)
+    endpoint = Endpoint.MARKET  # market data comes through the process's fan-out (realtime.fanout)
 
 
 class TradingConsumer(GatewayConsumer):
     """/ws/trading: one signed-in user's trading events, plus tickers for chosen symbols."""
 
     endpoint = Endpoint.TRADING
-    layer_aliases = (groups.TRADING_LAYER, groups.MARKET_LAYER)
+    layer_aliases = (groups.TRADING_LAYER,)

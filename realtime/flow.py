@@ -18,10 +18,34 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
 
+def server_protocol(send: Callable):
+    """Daphne's WebSocket protocol object behind an ASGI send callable, or None (another server)."""
+    # Daphne passes `functools.partial(server.handle_reply, protocol)` as the ASGI send callable.
+    return next(iter(getattr(send, "args", ())), None)
+
+
+def raw_writer(send: Callable) -> Callable[[bytes], bool] | None:
+    """A function writing an already-framed WebSocket frame straight to the socket (True when it
+    did; False when the connection is not open any more), or None when that cannot be done safely:
+    another server than daphne, or a connection that negotiated compression (frames differ)."""
+    protocol = server_protocol(send)
+    transport = getattr(protocol, "transport", None)
+    if transport is None or getattr(protocol, "_perMessageCompress", True) is not None:
+        return None
+    open_state = protocol.STATE_OPEN
+
+    def write(frame: bytes) -> bool:
+        if protocol.state != open_state:
+            return False
+        transport.write(frame)
+        return True
+
+    return write
+
+
 def backlog_probe(send: Callable) -> Callable[[], int]:
     """A function returning the transport's buffered byte count, or always 0 if unknowable."""
-    # Daphne passes `functools.partial(server.handle_reply, protocol)` as the ASGI send callable.
-    protocol = next(iter(getattr(send, "args", ())), None)
+    protocol = server_protocol(send)
     transport = getattr(protocol, "transport", None)
     if transport is None or not hasattr(transport, "_tempDataLen"):
         logger.warning("cannot see the server's send buffer; slow clients are bounded by the outbox only")

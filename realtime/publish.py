@@ -71,6 +71,7 @@ async def asend_market(frame: MarketFrame) -> None:
     """Send a prepared market message to its stream and symbol's group."""
     stream = protocol.STREAM_OF_MESSAGE_TYPE[frame.kind]
     conflate = stream in protocol.STATE_STREAMS
+    group = groups.market(stream, frame.symbol)
     event = {
         "type": protocol.MARKET_EVENT,
         "text": frame.text,
@@ -78,8 +79,10 @@ async def asend_market(frame: MarketFrame) -> None:
         "kind": frame.kind,
         "seq": frame.seq,
         "epoch": frame.epoch,
+        "symbol": frame.symbol,
+        "group": group,  # a process's one market channel hears many groups (realtime.fanout)
     }
-    await get_channel_layer(groups.MARKET_LAYER).group_send(groups.market(stream, frame.symbol), event)
+    await get_channel_layer(groups.MARKET_LAYER).group_send(group, event)
     metrics.PUBLISHED.labels(kind=frame.kind).inc()
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from channels.layers import get_channel_layer
 
 from realtime import groups, metrics, recovery, session
+from realtime.fanout import get_fanout
 from realtime.middleware import validate_access_token
 from realtime.providers import providers
 from realtime.registry import Connection, get_registry
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a runner is one connection (a member of fan-out sets)
 class Runner:
     session: session.Session
     conn: Connection
@@ -29,11 +30,37 @@ class Runner:
     loop: asyncio.AbstractEventLoop
     registered: bool = False
     tasks: list[asyncio.Task] = field(default_factory=list)
+    write_frame: object = None  # realtime.flow.raw_writer once the socket is open, when it can be used
+    busy: int = 0  # nested run() calls under way: market updates wait in `held` meanwhile
+    held: list[dict] = field(default_factory=list)
 
     async def run(self, actions: list[session.Action]) -> None:
-        """Carry out a session's actions, in order."""
-        for action in actions:
-            await _ACTIONS[type(action)](self, action)
+        """Carry out a session's actions, in order; then the market updates that came meanwhile."""
+        self.busy += 1
+        try:
+            for action in actions:
+                await _ACTIONS[type(action)](self, action)
+        finally:
+            self.busy -= 1
+        if not self.busy and self.held:
+            held, self.held = self.held, []
+            await self.run(self.session.events(held, self.backlog()))
+
+    def market_event(self, event: dict, frame) -> None:
+        """A market update from this process's fan-out (realtime.fanout); never awaits."""
+        if self.busy:
+            self.held.append(event)
+            return
+        actions = self.session.event(event, self.backlog())
+        if not actions:
+            return
+        first = actions[0]
+        if len(actions) == 1 and type(first) is session.Send and first.text is frame.text and self.write_frame:
+            if self.write_frame(frame.bytes()):  # framed once for every connection of the process
+                self.session.sent(self.loop.time())
+                metrics.count_out(first.label)
+            return
+        self.tasks.append(self.loop.create_task(self.run(actions)))
 
     async def _send(self, action: session.Send) -> None:
         self.session.sent(self.loop.time())
@@ -42,6 +69,10 @@ class Runner:
 
     async def _membership(self, action: session.Join | session.Leave) -> None:
         alias, group = groups.of(action.sub, self.conn.user_id)
+        if isinstance(action.sub, session.MarketSub):  # one subscription per process, not per connection
+            change = get_fanout().join if isinstance(action, session.Join) else get_fanout().leave
+            await change(group, self)
+            return
         layer = get_channel_layer(alias)
         change = layer.group_add if isinstance(action, session.Join) else layer.group_discard
         await change(group, self.channel_names[alias])

@@ -339,9 +339,16 @@ class Session:
             if known is not None and seq is not None:
                 self.delivered[sub] = (epoch, seq)  # a new epoch: the history was lost and starts again
             return self.deliver(event["text"], Kind.RELIABLE, None, event.get("kind", "user"), backlog)
-        key = event.get("key")
-        kind = Kind.STATE if key else Kind.DROPPABLE
-        return self.deliver(event["text"], kind, key, event.get("kind", "market"), backlog)
+        label, key = event.get("kind", "market"), event.get("key")
+        sub = MarketSub(protocol.STREAM_OF_MESSAGE_TYPE.get(label, Stream.TICKER), event.get("symbol", ""))
+        if event.get("symbol") is not None and sub not in self.subscriptions:
+            return []  # left meanwhile (an update that was already on its way)
+        known, seq = self.delivered.get(sub), event.get("seq")
+        if known is not None and seq is not None:
+            if known[0] == event.get("epoch") and seq <= known[1]:
+                return []  # already sent with the trades a resume replayed
+            self.delivered[sub] = (event.get("epoch"), seq)
+        return self.deliver(event["text"], Kind.STATE if key else Kind.DROPPABLE, key, label, backlog)
 
     def snapshot(self, sub: Sub, texts: list[str], backlog: int = 0) -> list[Action]:
         """The state fetched for a subscription, sent unless the client left it meanwhile."""

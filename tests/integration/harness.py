@@ -301,3 +301,12 @@ def claim_redis_db(candidates: tuple[int, ...], timeout: float = 600) -> tuple[i
         if time.monotonic() > deadline:
             raise TimeoutError(f"Redis databases {candidates} stayed in use by other test runs")
         time.sleep(0.5)
+
+
+async def status_when(gateway, token: str, ready) -> dict:
+    """The first /ws/status answer that satisfies `ready`, asked again while it is cached."""
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not ready(figures := await asyncio.to_thread(gateway.status, token)):
+        assert asyncio.get_running_loop().time() < deadline, f"status never got there: {figures}"
+        await asyncio.sleep(0.25)  # the cache's own period is 2 s; nothing to await but the next answer
+    return figures

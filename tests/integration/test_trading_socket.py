@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 
 from realtime import publish
 from tests import messages
-from tests.integration.harness import Client, ahttp_json
+from tests.integration.harness import Client, ahttp_json, status_when
 from tests.support import TIMEOUT, access_token, forged_token, refresh_token
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -255,15 +255,6 @@ async def test_status_counts_connections_and_subscriptions_across_instances(gate
     assert during["total_subscriptions"] == before["total_subscriptions"] + 3
     assert during["user_connections"][f"user_{user}"] == 2
     assert "user_connections" not in anonymous
-
-
-async def status_when(gateway, token: str, ready) -> dict:
-    """The first /ws/status answer that satisfies `ready`, asked again while it is cached."""
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while not ready(figures := await asyncio.to_thread(gateway.status, token)):
-        assert asyncio.get_running_loop().time() < deadline, f"status never got there: {figures}"
-        await asyncio.sleep(0.25)  # the cache's own period is 2 s; nothing to await but the next answer
-    return figures
 
 
 async def test_status_hides_the_per_user_map_from_non_staff_users(gateway, stack):

@@ -1,0 +1,126 @@
+"""One fan-out per process for market data, instead of a queue, a task and a dispatch per connection.
+
+Every market update reaches this process once (channels-redis's pub/sub layer: one subscription per
+group, on one channel of the process's own), is deserialised once, framed as a WebSocket text frame
+once, and written to each subscribed connection's transport, as a bare `websockets.broadcast` does.
+A connection's session still decides, per update, whether it is written now, conflated or queued in
+its outbox (a slow client), so nothing about backpressure changes; only the per-connection work does.
+
+While a connection is busy answering its client (a subscribe waiting for its snapshot or history
+position), updates for it are held and handed over when it is done, so its ack and snapshot always
+come before the live updates that follow them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from channels.layers import get_channel_layer
+
+from realtime import groups, metrics
+from realtime.inbox import Inbox
+
+logger = logging.getLogger(__name__)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
+
+class MarketFanout:
+    """This process's market subscriptions: group -> the connections (runners) listening to it."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, set] = {}
+        self.channel: str | None = None
+        self._task: asyncio.Task | None = None
+        self._ready: asyncio.Lock | None = None
+
+    async def join(self, group: str, member) -> None:
+        layer = get_channel_layer(groups.MARKET_LAYER)
+        await self._start(layer)
+        members = self.members.setdefault(group, set())
+        first = not members
+        members.add(member)
+        if first:
+            await layer.group_add(group, self.channel)
+
+    async def leave(self, group: str, member) -> None:
+        members = self.members.get(group)
+        if not members or member not in members:
+            return
+        members.discard(member)
+        if not members:
+            del self.members[group]
+            await get_channel_layer(groups.MARKET_LAYER).group_discard(group, self.channel)
+
+    async def _start(self, layer) -> None:
+        if self._ready is None:
+            self._ready = asyncio.Lock()
+        async with self._ready:
+            if self.channel is None:
+                self.channel = await layer.new_channel()
+                self._task = asyncio.get_running_loop().create_task(self._run(layer), name="market-fanout")
+
+    async def _run(self, layer) -> None:
+        """Read the process's market channel into an inbox (a newer price replaces a waiting one when
+        the process falls behind) and hand every update to its group's connections."""
+        inbox = Inbox()
+
+        async def pump() -> None:
+            while True:
+                if inbox.put(await layer.receive(self.channel)):
+                    metrics.INBOX_CONFLATIONS.inc()
+
+        pumping = asyncio.get_running_loop().create_task(pump())
+        try:
+            while True:
+                event = await inbox.get()
+                try:
+                    self.deliver(event)
+                except Exception:
+                    logger.exception("market fan-out failed for a %s update", event.get("kind"))
+        finally:
+            pumping.cancel()
+
+    def deliver(self, event: dict) -> None:
+        members = self.members.get(event.get("group", ""))
+        if not members:
+            return
+        frame = _Frame(event["text"])
+        for member in list(members):
+            member.market_event(event, frame)
+
+
+class _Frame:
+    """The update's WebSocket frame, built once on first use and shared by every connection."""
+
+    __slots__ = ("_bytes", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._bytes: bytes | None = None
+
+    def bytes(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = text_frame(self.text.encode())
+        return self._bytes
+
+
+_fanouts: dict[int, MarketFanout] = {}
+
+
+def get_fanout(loop_id: Callable[[], int] = lambda: id(asyncio.get_running_loop())) -> MarketFanout:
+    """The fan-out of this process's event loop (tests run several loops, one after another)."""
+    key = loop_id()
+    if key not in _fanouts:
+        _fanouts[key] = MarketFanout()
+    return _fanouts[key]
