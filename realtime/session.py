@@ -244,16 +244,22 @@ class Session:
             _count_subscriptions(gone, -1)
             for sub in gone:
                 self.delivered.pop(sub, None)
-        actions = [*changes, SubscriptionsChanged(len(self.subscriptions))]
+        counted = SubscriptionsChanged(len(self.subscriptions))
         if not subscribe:
-            return [*actions, *self.reply(_ack(request))]
-        # A repeat subscribe re-sends nothing: the connection already holds that state.
-        with_history = tuple(sub for sub in new if _has_history(sub))
-        stateful = tuple(sub for sub in new if _has_snapshot(sub) and not _has_history(sub))
-        if with_history:
-            return [*actions, LoadPositions(with_history, request, stateful)]
-        actions += self.reply(_ack(request))
-        return [*actions, FetchSnapshots(stateful)] if stateful else actions
+            return [*changes, *self.reply(_ack(request)), counted]
+        # Each subscription is acked with its position; one the connection already holds sends no
+        # state again (its position is the last seq it was sent).
+        unknown = tuple(sub for sub in wanted if _has_position(sub) and sub not in self.delivered)
+        if unknown:
+            return [*changes, LoadPositions(unknown, request, ()), counted]
+        return [*changes, *self.reply(_ack(request, self._positions_of(wanted) or None)), counted]
+
+    def _positions_of(self, subs: list[Sub]) -> dict[str, protocol.Position]:
+        return {
+            _name(sub): protocol.Position(epoch=self.delivered[sub][0], seq=self.delivered[sub][1])
+            for sub in subs
+            if sub in self.delivered
+        }
 
     def positions_loaded(self, action: LoadPositions, loaded: list[Loaded], backlog: int = 0) -> list[Action]:
         """The ack with every position, then the missed events of recovered subscriptions (in order,
@@ -271,6 +277,7 @@ class Session:
                 missed += item.missed or []
             if item.missed is None and _has_snapshot(item.sub):
                 snapshot.append(item.sub)
+        positions = {**self._positions_of(_subs_of(action.request)), **positions}
         actions = self.reply(_ack(action.request, positions, recovered or None), backlog)
         for text in missed:
             actions += self.deliver(text, Kind.RELIABLE, None, "recovered", backlog)
@@ -290,7 +297,9 @@ class Session:
         """The events of a gap, read back from the history; a history that lost them sends the state."""
         if action.sub not in self.subscriptions:
             return []
-        self.delivered[action.sub] = (action.epoch, action.up_to)
+        known = self.delivered.get(action.sub)
+        if known is None or known[0] != action.epoch or known[1] < action.up_to:
+            self.delivered[action.sub] = (action.epoch, action.up_to)
         actions = [a for text in texts for a in self.deliver(text, Kind.RELIABLE, None, "gap", backlog)]
         if len(texts) < action.up_to - action.after and _has_snapshot(action.sub):
             actions.append(FetchSnapshots((action.sub,)))
@@ -335,6 +344,7 @@ class Session:
                 if seq <= known[1]:
                     return []  # already sent: replayed, or covered by the snapshot's position
                 if seq > known[1] + 1:
+                    self.delivered[sub] = (epoch, seq)  # the fill brings everything up to this one
                     return [FillGap(sub, epoch, known[1], seq)]  # an earlier one is late or was lost
             if known is not None and seq is not None:
                 self.delivered[sub] = (epoch, seq)  # a new epoch: the history was lost and starts again
@@ -494,6 +504,17 @@ def _ack(
     if isinstance(request, ChannelRequest):
         return protocol.channels_ack(request.subscribe, request.channels, positions, recovered)
     return protocol.symbols_ack(request, positions, recovered)
+
+
+def _subs_of(request: ChannelRequest | SymbolRequest) -> list[Sub]:
+    if isinstance(request, ChannelRequest):
+        return [UserSub(channel) for channel in request.channels]
+    return [MarketSub(request.stream, symbol) for symbol in request.symbols]
+
+
+def _has_position(sub: Sub) -> bool:
+    """Trading channels and every market stream are numbered: their ack carries a position."""
+    return isinstance(sub, UserSub | MarketSub)
 
 
 def _has_history(sub: Sub) -> bool:
