@@ -141,7 +141,7 @@ class MemoryHistory:
 
     def _range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
         entry = self._get(key, create=False)
-        if entry is None or not _well_formed(epoch, after_seq):
+        if entry is None or not _well_formed(epoch, after_seq) or not _well_formed(epoch, up_to_seq):
             return None
         if not _servable(entry.epoch, entry.seq, epoch, after_seq, up_to_seq):
             return None
@@ -252,7 +252,9 @@ class RedisHistory:
         return await self._range(key, epoch, seq, "")
 
     async def read_range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
-        return await self._range(key, epoch, after_seq, str(int(up_to_seq)))
+        if not _well_formed(epoch, up_to_seq):
+            return None
+        return await self._range(key, epoch, after_seq, str(up_to_seq))
 
     async def _range(self, key: str, epoch: str, after_seq: int, up_to: str) -> list[str] | None:
         if not _well_formed(epoch, after_seq):

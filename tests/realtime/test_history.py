@@ -1,7 +1,8 @@
 """realtime.history: seq assigned where the event is stored, epochs, the window, `since` and gap reads.
 
-Every behaviour is checked on both stores: in memory (embedded mode) and in the real local Redis
-(database 10, claimed with the same file lock as the integration suite's databases).
+Every behaviour is checked on both stores: in memory (embedded mode) and in the real local Redis (the
+first free of REDIS_DBS, claimed with the same file lock as the other suites' databases, so whoever
+shares one waits for the other; held for this module's few seconds only).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 from realtime import history
 from tests.integration.harness import claim_redis_db, redis_answers
 
-REDIS_DB = 10
+REDIS_DBS = (10, 15, 13, 14, 12)
 ROOT = Path(__file__).resolve().parents[2]
 KEY = history.user_key(7, "orders")
 
@@ -50,7 +51,7 @@ class Clock:
 def redis_url():
     if not redis_answers():
         pytest.fail("Redis is not answering on 127.0.0.1:6379: start it to run the history tests")
-    db, lock = claim_redis_db((REDIS_DB,))
+    db, lock = claim_redis_db(REDIS_DBS)
     url = f"redis://127.0.0.1:6379/{db}"
     redis.Redis.from_url(url).flushdb()
     try:
@@ -189,6 +190,8 @@ async def test_read_range_fills_a_gap_and_refuses_what_it_cannot_fill(make_store
     assert await store.read_range(KEY, appended.epoch, 1, 3) is None  # 2 was trimmed
     assert await store.read_range(KEY, appended.epoch, 4, 6) is None  # 6 does not exist yet
     assert await store.read_range(KEY, "other", 3, 4) is None
+    assert await store.read_range(KEY, appended.epoch, 3, "4") is None
+    assert await store.read_range(KEY, appended.epoch, 4, 3) is None
 
 
 async def test_a_lost_history_comes_back_with_a_new_epoch(make_store, request):
