@@ -72,6 +72,15 @@ def with_seq(body: str, seq: int) -> str:
     return f'{body[:-1]},"seq":{seq}}}'
 
 
+def seq_of(text: str) -> int | None:
+    """The seq of a text built by `with_seq` (stored events, market snapshots), without parsing it."""
+    _head, marker, tail = text.rpartition(',"seq":')
+    digits = tail[:-1]
+    if not marker or not tail.endswith("}") or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
 def _body(message: dict) -> str:
     if "seq" in message:
         raise ValueError("the history assigns `seq`; the message must not carry one")
@@ -99,10 +108,23 @@ class MemoryHistory:
     """One process's history. Never awaits inside; the lock is for sync callers whose
     `async_to_sync` runs on a loop of its own in another thread."""
 
+    SWEEP_EVERY = 1000  # appends between sweeps of keys nobody touched for the TTL
+
     def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.size, self.ttl, self._clock = size, ttl, clock
         self._keys: dict[str, _Key] = {}
         self._lock = threading.Lock()
+        self._appends = 0
+
+    def __len__(self) -> int:
+        """Keys held (expired ones included until the next sweep)."""
+        return len(self._keys)
+
+    def _sweep(self) -> None:
+        """Forget keys untouched for the TTL, as Redis expires them: users who left cost nothing."""
+        oldest = self._clock() - self.ttl
+        for key in [k for k, entry in self._keys.items() if entry.touched < oldest]:
+            del self._keys[key]
 
     def _get(self, key: str, *, create: bool) -> _Key | None:
         now = self._clock()
@@ -119,6 +141,9 @@ class MemoryHistory:
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
         with self._lock:
+            self._appends += 1
+            if self._appends % self.SWEEP_EVERY == 0:
+                self._sweep()
             entry = self._get(key, create=True)
             entry.seq += 1
             text = with_seq(body, entry.seq)

@@ -94,6 +94,12 @@ def test_a_message_that_already_carries_a_seq_is_refused():
         history.encode_with_seq({**event(1), "seq": 3}, 4)
 
 
+def test_the_seq_of_a_stored_text_is_read_without_parsing_it():
+    assert history.seq_of(history.encode_with_seq(event(1), 1234)) == 1234
+    assert history.seq_of('{"type":"ticker","price":"1"}') is None
+    assert history.seq_of('{"type":"x","seq":"7"}') is None
+
+
 def test_keys_name_the_user_and_channel_or_the_symbol():
     assert history.user_key(7, "orders") != history.user_key(8, "orders") != history.user_key(7, "portfolio")
     assert history.trades_key("btcusdt") == history.trades_key("BTCUSDT")
@@ -232,6 +238,18 @@ async def test_memory_key_untouched_for_the_ttl_is_forgotten_with_its_epoch():
 
     assert await store.since(KEY, first.epoch, 1) is None
     assert (await store.position(KEY)).epoch != first.epoch
+
+
+async def test_memory_forgets_keys_nobody_touched_for_the_ttl():
+    clock = Clock()
+    store = history.MemoryHistory(size=10, ttl=60, clock=clock)
+    for user in range(50):
+        await store.append(history.user_key(user, "orders"), event(1))
+    clock.now += 61
+    for n in range(store.SWEEP_EVERY):
+        await store.append(KEY, event(n))
+
+    assert len(store) == 1
 
 
 async def test_redis_keys_carry_the_ttl(fresh_redis):
