@@ -239,38 +239,47 @@ return texts
 """
 
 
+_SCRIPTS = {"append": _APPEND, "position": _POSITION, "range": _RANGE}
+
+
 class RedisHistory:
     """The history of every process, in Redis: `hist:{key}:m` (epoch, seq) and `hist:{key}:s` (events)."""
 
     def __init__(self, url: str, size: int, ttl: int, prefix: str = "hist") -> None:
         self.size, self.ttl = size, ttl
         self._url, self._prefix = url, prefix
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, dict]] = {}
 
     def _keys(self, key: str) -> tuple[str, str]:
         # The braces keep both keys in one hash slot, so the scripts also work on a Redis Cluster.
         return f"{self._prefix}:{{{key}}}:m", f"{self._prefix}:{{{key}}}:s"
 
-    def _redis(self):
+    def _scripts(self) -> dict:
+        """This event loop's scripts (EVALSHA, loaded on first use), bound to its own client.
+
+        One client per event loop (the server's, the test's, the ones async_to_sync makes for sync
+        callers without a loop); those of closed loops are dropped.
+        """
         import redis.asyncio as aioredis
 
-        # One client per event loop (the server's, the test's, the ones async_to_sync makes for
-        # sync callers without a loop); clients of closed loops are dropped.
         loop = asyncio.get_running_loop()
-        for loop_id, (other, _client) in list(self._clients.items()):
+        for loop_id, (other, _scripts) in list(self._clients.items()):
             if other.is_closed():
                 del self._clients[loop_id]
         if id(loop) not in self._clients:
-            self._clients[id(loop)] = (loop, aioredis.Redis.from_url(self._url, decode_responses=True))
+            client = aioredis.Redis.from_url(self._url, decode_responses=True)
+            scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+            self._clients[id(loop)] = (loop, scripts)
         return self._clients[id(loop)][1]
 
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
-        epoch, seq = await self._redis().eval(_APPEND, 2, *self._keys(key), _new_epoch(), body, self.size, self.ttl)
+        args = [_new_epoch(), body, self.size, self.ttl]
+        epoch, seq = await self._scripts()["append"](keys=self._keys(key), args=args)
         return Appended(epoch, int(seq), with_seq(body, int(seq)))
 
     async def position(self, key: str) -> Position:
-        epoch, seq = await self._redis().eval(_POSITION, 2, *self._keys(key), _new_epoch(), self.ttl)
+        epoch, seq = await self._scripts()["position"](keys=self._keys(key), args=[_new_epoch(), self.ttl])
         return Position(epoch, int(seq or 0))
 
     async def since(self, key: str, epoch: str, seq: int) -> list[str] | None:
@@ -284,7 +293,7 @@ class RedisHistory:
     async def _range(self, key: str, epoch: str, after_seq: int, up_to: str) -> list[str] | None:
         if not _well_formed(epoch, after_seq):
             return None
-        texts = await self._redis().eval(_RANGE, 2, *self._keys(key), epoch, after_seq, up_to, self.ttl)
+        texts = await self._scripts()["range"](keys=self._keys(key), args=[epoch, after_seq, up_to, self.ttl])
         return None if texts is None else list(texts)
 
 
