@@ -105,7 +105,7 @@ async def drain(layer, channel: str) -> None:
         await layer.receive(channel)
 
 
-async def one_round(events: int, redis_client, user_id: int) -> dict:
+async def one_round(events: int, redis_client, user_id: int, only: str | None = None) -> dict:
     from channels.layers import get_channel_layer
 
     from realtime import groups, history, publish
@@ -116,20 +116,23 @@ async def one_round(events: int, redis_client, user_id: int) -> dict:
     channel = await trading.new_channel()
     await trading.group_add(groups.user(user_id, "orders"), channel)
     consumer = asyncio.create_task(drain(trading, channel))
+    rows = {
+        "trading event, before": (lambda m: before_user(user_id, m), order_update),
+        "trading event, history": (lambda m: publish.apublish_user(user_id, "orders", m), order_update),
+        "market trade, before": (before_trade, trade),
+        "market trade, history": (publish.apublish_market, trade),
+    }
     try:
-        results = {
-            "trading event, before": await measure(
-                lambda m: before_user(user_id, m), order_update, events, redis_client
-            ),
-            "trading event, history": await measure(
-                lambda m: publish.apublish_user(user_id, "orders", m), order_update, events, redis_client
-            ),
-            "market trade, before": await measure(before_trade, trade, events, redis_client),
-            "market trade, history": await measure(publish.apublish_market, trade, events, redis_client),
+        return {
+            name: await measure(publish_one, build, events, redis_client)
+            for name, (publish_one, build) in rows.items()
+            if only is None or name == only
         }
     finally:
         consumer.cancel()
-    return results
+
+
+ROWS = ("trading event, before", "trading event, history", "market trade, before", "market trade, history")
 
 
 def report(rounds: list[dict]) -> None:
@@ -138,6 +141,8 @@ def report(rounds: list[dict]) -> None:
     for name in names:
         cells = [statistics.median(r[name][k] for r in rounds) for k in ("wall_us", "cpu_us", "redis_us")]
         print(f"{name:<24}" + "".join(f"{v:>15.1f}" if i < 2 else f"{v:>16.1f}" for i, v in enumerate(cells)))
+    if len(names) < len(ROWS):
+        return
     print("\nratios history / before (median of per-round ratios):")
     for kind in ("trading event", "market trade"):
         ratios = {
@@ -153,6 +158,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--redis-db", type=int, default=11)
+    parser.add_argument("--only", choices=ROWS, help="one row only (for timing the whole process from outside)")
     args = parser.parse_args()
     if args.redis_db in (0, 1):
         raise SystemExit("databases 0 and 1 are never flushed: pick another --redis-db")
@@ -169,7 +175,9 @@ def main() -> None:
 
         client = redis.Redis.from_url(os.environ["REDIS_URL"])
         print(f"{args.events} events per row, {args.repeat} rounds, Redis db {args.redis_db}")
-        rounds = [asyncio.run(one_round(args.events, client, user_id=990_000 + r)) for r in range(args.repeat)]
+        rounds = [
+            asyncio.run(one_round(args.events, client, user_id=990_000 + r, only=args.only)) for r in range(args.repeat)
+        ]
         report(rounds)
         client.flushdb()
     finally:

@@ -72,6 +72,15 @@ def with_seq(body: str, seq: int) -> str:
     return f'{body[:-1]},"seq":{seq}}}'
 
 
+def seq_of(text: str) -> int | None:
+    """The seq of a text built by `with_seq` (stored events, market snapshots), without parsing it."""
+    _head, marker, tail = text.rpartition(',"seq":')
+    digits = tail[:-1]
+    if not marker or not tail.endswith("}") or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
 def _body(message: dict) -> str:
     if "seq" in message:
         raise ValueError("the history assigns `seq`; the message must not carry one")
@@ -99,10 +108,23 @@ class MemoryHistory:
     """One process's history. Never awaits inside; the lock is for sync callers whose
     `async_to_sync` runs on a loop of its own in another thread."""
 
+    SWEEP_EVERY = 1000  # appends between sweeps of keys nobody touched for the TTL
+
     def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.size, self.ttl, self._clock = size, ttl, clock
         self._keys: dict[str, _Key] = {}
         self._lock = threading.Lock()
+        self._appends = 0
+
+    def __len__(self) -> int:
+        """Keys held (expired ones included until the next sweep)."""
+        return len(self._keys)
+
+    def _sweep(self) -> None:
+        """Forget keys untouched for the TTL, as Redis expires them: users who left cost nothing."""
+        oldest = self._clock() - self.ttl
+        for key in [k for k, entry in self._keys.items() if entry.touched < oldest]:
+            del self._keys[key]
 
     def _get(self, key: str, *, create: bool) -> _Key | None:
         now = self._clock()
@@ -119,6 +141,9 @@ class MemoryHistory:
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
         with self._lock:
+            self._appends += 1
+            if self._appends % self.SWEEP_EVERY == 0:
+                self._sweep()
             entry = self._get(key, create=True)
             entry.seq += 1
             text = with_seq(body, entry.seq)
@@ -141,7 +166,7 @@ class MemoryHistory:
 
     def _range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
         entry = self._get(key, create=False)
-        if entry is None or not _well_formed(epoch, after_seq):
+        if entry is None or not _well_formed(epoch, after_seq) or not _well_formed(epoch, up_to_seq):
             return None
         if not _servable(entry.epoch, entry.seq, epoch, after_seq, up_to_seq):
             return None
@@ -214,50 +239,61 @@ return texts
 """
 
 
+_SCRIPTS = {"append": _APPEND, "position": _POSITION, "range": _RANGE}
+
+
 class RedisHistory:
     """The history of every process, in Redis: `hist:{key}:m` (epoch, seq) and `hist:{key}:s` (events)."""
 
     def __init__(self, url: str, size: int, ttl: int, prefix: str = "hist") -> None:
         self.size, self.ttl = size, ttl
         self._url, self._prefix = url, prefix
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, dict]] = {}
 
     def _keys(self, key: str) -> tuple[str, str]:
         # The braces keep both keys in one hash slot, so the scripts also work on a Redis Cluster.
         return f"{self._prefix}:{{{key}}}:m", f"{self._prefix}:{{{key}}}:s"
 
-    def _redis(self):
+    def _scripts(self) -> dict:
+        """This event loop's scripts (EVALSHA, loaded on first use), bound to its own client.
+
+        One client per event loop (the server's, the test's, the ones async_to_sync makes for sync
+        callers without a loop); those of closed loops are dropped.
+        """
         from realtime.redis_client import async_client
 
-        # One client per event loop (the server's, the test's, the ones async_to_sync makes for
-        # sync callers without a loop); clients of closed loops are dropped.
         loop = asyncio.get_running_loop()
-        for loop_id, (other, _client) in list(self._clients.items()):
+        for loop_id, (other, _scripts) in list(self._clients.items()):
             if other.is_closed():
                 del self._clients[loop_id]
         if id(loop) not in self._clients:
-            self._clients[id(loop)] = (loop, async_client(self._url, decode_responses=True))
+            client = async_client(self._url, decode_responses=True)
+            scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+            self._clients[id(loop)] = (loop, scripts)
         return self._clients[id(loop)][1]
 
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
-        epoch, seq = await self._redis().eval(_APPEND, 2, *self._keys(key), _new_epoch(), body, self.size, self.ttl)
+        args = [_new_epoch(), body, self.size, self.ttl]
+        epoch, seq = await self._scripts()["append"](keys=self._keys(key), args=args)
         return Appended(epoch, int(seq), with_seq(body, int(seq)))
 
     async def position(self, key: str) -> Position:
-        epoch, seq = await self._redis().eval(_POSITION, 2, *self._keys(key), _new_epoch(), self.ttl)
+        epoch, seq = await self._scripts()["position"](keys=self._keys(key), args=[_new_epoch(), self.ttl])
         return Position(epoch, int(seq or 0))
 
     async def since(self, key: str, epoch: str, seq: int) -> list[str] | None:
         return await self._range(key, epoch, seq, "")
 
     async def read_range(self, key: str, epoch: str, after_seq: int, up_to_seq: int) -> list[str] | None:
-        return await self._range(key, epoch, after_seq, str(int(up_to_seq)))
+        if not _well_formed(epoch, up_to_seq):
+            return None
+        return await self._range(key, epoch, after_seq, str(up_to_seq))
 
     async def _range(self, key: str, epoch: str, after_seq: int, up_to: str) -> list[str] | None:
         if not _well_formed(epoch, after_seq):
             return None
-        texts = await self._redis().eval(_RANGE, 2, *self._keys(key), epoch, after_seq, up_to, self.ttl)
+        texts = await self._scripts()["range"](keys=self._keys(key), args=[epoch, after_seq, up_to, self.ttl])
         return None if texts is None else list(texts)
 
 

@@ -1,7 +1,8 @@
 """realtime.history: seq assigned where the event is stored, epochs, the window, `since` and gap reads.
 
-Every behaviour is checked on both stores: in memory (embedded mode) and in the real local Redis
-(database 10, claimed with the same file lock as the integration suite's databases).
+Every behaviour is checked on both stores: in memory (embedded mode) and in the real local Redis (the
+first free of REDIS_DBS, claimed with the same file lock as the other suites' databases, so whoever
+shares one waits for the other; held for this module's few seconds only).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 from realtime import history
 from tests.integration.harness import claim_redis_db, redis_answers
 
-REDIS_DB = 10
+REDIS_DBS = (10, 15, 13, 14, 12)
 ROOT = Path(__file__).resolve().parents[2]
 KEY = history.user_key(7, "orders")
 
@@ -50,7 +51,7 @@ class Clock:
 def redis_url():
     if not redis_answers():
         pytest.fail("Redis is not answering on 127.0.0.1:6379: start it to run the history tests")
-    db, lock = claim_redis_db((REDIS_DB,))
+    db, lock = claim_redis_db(REDIS_DBS)
     url = f"redis://127.0.0.1:6379/{db}"
     redis.Redis.from_url(url).flushdb()
     try:
@@ -91,6 +92,12 @@ def test_the_text_is_the_message_with_its_seq_added():
 def test_a_message_that_already_carries_a_seq_is_refused():
     with pytest.raises(ValueError, match="seq"):
         history.encode_with_seq({**event(1), "seq": 3}, 4)
+
+
+def test_the_seq_of_a_stored_text_is_read_without_parsing_it():
+    assert history.seq_of(history.encode_with_seq(event(1), 1234)) == 1234
+    assert history.seq_of('{"type":"ticker","price":"1"}') is None
+    assert history.seq_of('{"type":"x","seq":"7"}') is None
 
 
 def test_keys_name_the_user_and_channel_or_the_symbol():
@@ -189,6 +196,8 @@ async def test_read_range_fills_a_gap_and_refuses_what_it_cannot_fill(make_store
     assert await store.read_range(KEY, appended.epoch, 1, 3) is None  # 2 was trimmed
     assert await store.read_range(KEY, appended.epoch, 4, 6) is None  # 6 does not exist yet
     assert await store.read_range(KEY, "other", 3, 4) is None
+    assert await store.read_range(KEY, appended.epoch, 3, "4") is None
+    assert await store.read_range(KEY, appended.epoch, 4, 3) is None
 
 
 async def test_a_lost_history_comes_back_with_a_new_epoch(make_store, request):
@@ -229,6 +238,18 @@ async def test_memory_key_untouched_for_the_ttl_is_forgotten_with_its_epoch():
 
     assert await store.since(KEY, first.epoch, 1) is None
     assert (await store.position(KEY)).epoch != first.epoch
+
+
+async def test_memory_forgets_keys_nobody_touched_for_the_ttl():
+    clock = Clock()
+    store = history.MemoryHistory(size=10, ttl=60, clock=clock)
+    for user in range(50):
+        await store.append(history.user_key(user, "orders"), event(1))
+    clock.now += 61
+    for n in range(store.SWEEP_EVERY):
+        await store.append(KEY, event(n))
+
+    assert len(store) == 1
 
 
 async def test_redis_keys_carry_the_ttl(fresh_redis):
