@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from realtime import history
-from realtime.protocol import Since
+from realtime.protocol import STATE_STREAMS, Since
+from realtime.providers import providers
 from realtime.session import FillGap, Loaded, MarketSub, Sub, UserSub
 
 
@@ -16,10 +20,14 @@ def key_of(sub: Sub, user_id: int | None) -> str:
 
 
 async def load(subs: tuple[Sub, ...], since: dict[str, Since], user_id: int | None) -> list[Loaded]:
-    """Each history's position, and the events after the client's `since` where it can be served."""
+    """Each history's position, and the events after the client's `since` where it can be served;
+    for tickers and books (state, no history) the position of the stored snapshot."""
     store = history.get_history()
     loaded = []
     for sub in subs:
+        if isinstance(sub, MarketSub) and sub.stream in STATE_STREAMS:
+            loaded.append(await _state_position(sub))
+            continue
         key = key_of(sub, user_id)
         position = since.get(sub.channel if isinstance(sub, UserSub) else sub.symbol)
         missed = None if position is None else await store.since(key, position.epoch, position.seq)
@@ -37,3 +45,23 @@ async def gap(action: FillGap, user_id: int | None) -> list[str]:
         key_of(action.sub, user_id), action.epoch, action.after, action.up_to
     )
     return found or []
+
+
+async def _state_position(sub: MarketSub) -> Loaded:
+    """The worker run's epoch and the seq of the snapshot the subscriber is about to get (0: none yet)."""
+    found = await providers.market_snapshots(sub.stream, (sub.symbol,))
+    seq = history.seq_of(found[sub.symbol]) if sub.symbol in found else None
+    return Loaded(sub, await _market_epoch(), seq or 0)
+
+
+_epoch_cache: tuple[float, str] | None = None
+
+
+async def _market_epoch() -> str:
+    """The running worker's epoch (its status record), read at most once a second, off the event loop."""
+    global _epoch_cache
+    now = time.monotonic()
+    if _epoch_cache is None or now - _epoch_cache[0] > 1.0:
+        status = await asyncio.to_thread(providers.market_status)
+        _epoch_cache = (now, str(status.get("epoch") or "none"))
+    return _epoch_cache[1]
