@@ -60,16 +60,32 @@ class Follower:
     seq: int
     ack: dict
     updates: list[dict] = field(default_factory=list)
+    snapshot: list[dict] = field(default_factory=list)
 
     @classmethod
     async def open(cls, url: str, since: dict | None = None) -> Follower:
+        """Subscribed; a fresh subscribe's snapshot is read too (a ping's pong follows it), so an order
+        placed afterwards arrives as an event only, never also inside the snapshot."""
         client = await Client.connect(url)
         request = {"type": "subscribe", "channels": ["orders"]}
         if since is not None:
             request["since"] = {"orders": since}
         ack = await client.subscribe(request)
         position = ack["positions"]["orders"]
-        return cls(client, position["epoch"], position["seq"], ack)
+        follower = cls(client, position["epoch"], position["seq"], ack)
+        if since is None:
+            follower.snapshot = await follower.until_pong()
+        return follower
+
+    async def until_pong(self) -> list[dict]:
+        """The order updates that arrive before the answer to a ping sent now."""
+        await self.client.send({"type": "ping"})
+        seen = []
+        while (message := await self.client.recv_until(lambda m: m["type"] in {"order_update", "pong"}))[
+            "type"
+        ] != "pong":
+            seen.append(message)
+        return seen
 
     @property
     def position(self) -> dict:
@@ -169,7 +185,7 @@ async def away_then_back(
         await client.read_until(lambda updates: len(updates) == 1)
         await watcher.read_until(lambda updates: len(updates) == 1)
         position = client.position
-        assert position["seq"] == 1 and client.updates[0]["order_id"] == first
+        assert position["seq"] == 1 and client.updates[0]["order_id"] == first, (client.updates, watcher.updates)
         await client.client.close()
         if before_away is not None:
             await before_away()
@@ -322,14 +338,9 @@ def snapshot_matches(snapshot: list[dict], rest_orders: list[dict]) -> None:
 
 
 async def read_snapshot(follower: Follower, count: int) -> list[dict]:
-    """The `count` order updates that follow a not-recovered ack (they carry no seq), then a pong."""
-    await follower.client.send({"type": "ping"})
-    seen = []
-    while True:
-        message = await follower.client.recv_until(lambda m: m["type"] in {"order_update", "pong"})
-        if message["type"] == "pong":
-            break
-        seen.append(message)
+    """The order updates that follow a not-recovered ack (they carry no seq), `count` of them open."""
+    seen = await follower.until_pong()
+    assert all("seq" not in m for m in seen), seen
     assert len([m for m in seen if m["status"] not in FINAL]) == count, seen
     return seen
 
