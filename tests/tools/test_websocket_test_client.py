@@ -94,16 +94,13 @@ def test_all_mode_without_a_token_skips_trading(live_system):
     assert "2 passed, 0 failed" in result.stdout
 
 
-# The gateway's session (ack `positions`, `since`, `recovered`) is the lead's part of issue 9: until it
-# lands this test fails for that reason, and strict xfail makes its arrival impossible to miss.
-@pytest.mark.xfail(strict=True, reason="needs the session side of `since` (positions in the ack, replay)")
 def test_recovery_mode_gets_exactly_the_missed_order_updates(live_system):
     result = run_client(
-        "--test", "recovery", "--orders", "3", "--token", live_system.token(), "--url", live_system.http
+        "--test", "recovery", "--orders", "10", "--token", live_system.token(), "--url", live_system.http
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS recovery" in result.stdout
-    assert "missed order updates for 3 orders recovered in order" in result.stdout
+    assert "missed order updates for 10 orders recovered in order" in result.stdout
 
 
 # --- against a server that is down ---------------------------------------------------------------
