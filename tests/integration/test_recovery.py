@@ -408,6 +408,41 @@ async def test_a_position_older_than_the_window_is_refused_and_one_within_it_res
         await recent.client.close()
 
 
+@pytest.fixture(scope="module")
+def short_ttl(stack):
+    """A daphne whose history keeps events for 3 seconds."""
+    return stack.daphne(None, WS_HISTORY_TTL="3")
+
+
+async def test_a_position_older_than_the_ttl_is_refused_and_a_fresh_one_resumed(stack, short_ttl):
+    user = await new_user(stack, "ttl")
+    async with desk(short_ttl, None, user, "BTCUSDT") as trader:
+        client = await Follower.open(orders_url(short_ttl, user))
+        start = client.position
+        ids = []
+        for i in range(5):  # one a second: the key lives on (same epoch) while the first events age out
+            if i:
+                await asyncio.sleep(1)  # time must pass: this test is about the age of events
+            ids.append(await trader.place(side="buy", type="limit", quantity="0.001", price=f"{1000 + i}"))
+        await client.read_until(lambda updates: len(updates) == 5)
+        await client.client.close()
+
+        old = await Follower.open(orders_url(short_ttl, user), since=start)
+        assert old.ack["recovered"] == {"orders": False}, old.ack
+        assert old.ack["positions"]["orders"] == {"epoch": start["epoch"], "seq": 5}
+        snapshot_matches(await read_snapshot(old, count=5), await trader.orders())
+        await old.client.close()
+
+        fresh = await Follower.open(orders_url(short_ttl, user), since={"epoch": start["epoch"], "seq": 4})
+        assert fresh.ack["recovered"] == {"orders": True}, fresh.ack
+        fresh.seq = 4
+        await fresh.read_until(lambda updates: len(updates) == 1)
+        assert fresh.updates[0]["order_id"] == ids[4]
+        for order_id in ids:
+            await trader.call("POST", f"orders/{order_id}/cancel/")
+        await fresh.client.close()
+
+
 # --- two publishers racing -----------------------------------------------------------------------
 
 RACE_EVENTS = 500  # per publisher: 1000 on one user's channel
@@ -498,7 +533,7 @@ def gap_fills(gateway: Gateway) -> float:
 
 TOKEN_LIFETIME = timedelta(seconds=3)  # stands for the 5-minute token
 LIFETIMES = 8  # 40 minutes of 5-minute tokens
-REFRESH_MARGIN = 1.5  # seconds before expiry the client refreshes
+REFRESH_MARGIN = 2.0  # seconds before expiry the client refreshes (exp is whole seconds: 2 to 3 s ahead)
 
 
 def expiry_of(token: str) -> float:
@@ -545,7 +580,7 @@ def bad_refreshes(stack, user: int) -> dict[str, str]:
 
 async def test_a_refused_refresh_changes_nothing_and_the_original_token_still_expires(stack, gateway):
     user = await new_user(stack, "refused")
-    token = access_token(user, lifetime=timedelta(seconds=4))
+    token = access_token(user, lifetime=timedelta(seconds=6))  # time for the refusals and an order first
     expires = expiry_of(token)
     async with desk(gateway, None, user, "BTCUSDT") as trader:
         client = await Follower.open(orders_url(gateway, user, token))
