@@ -259,6 +259,32 @@ async def test_a_client_whose_daphne_was_killed_gets_exactly_the_missed_order_up
     )
 
 
+async def test_trades_missed_while_away_are_resumed_on_the_other_daphne(
+    stack, worker, live_gateway, live_second, exchange
+):
+    symbol = "ADAUSDT"
+    async with desk(live_gateway, exchange, 0, symbol) as tape:
+        away = await Client.connect(f"{live_gateway.ws}/ws/market")
+        ack = await away.subscribe({"type": "subscribe_trades", "symbols": [symbol]})
+        position = ack["positions"][symbol]
+        await away.close()
+        printed = []
+        for price in ("0.5001", "0.5002", "0.5003", "0.5004", "0.5005"):
+            await tape.print(price)
+            printed.append(price)
+
+        async with await Client.connect(f"{live_second.ws}/ws/market") as back:
+            since = {"type": "subscribe_trades", "symbols": [symbol], "since": {symbol: position}}
+            ack = await back.subscribe(since)
+            assert ack["recovered"] == {symbol: True}, ack
+            assert ack["positions"][symbol] == {"epoch": position["epoch"], "seq": position["seq"] + 5}
+            trades = [await back.recv_until(lambda m: m["type"] == "trade") for _ in printed]
+            await back.send({"type": "ping"})
+            assert (await back.recv_until(lambda m: m["type"] in {"trade", "pong"}))["type"] == "pong"
+    assert [t["seq"] for t in trades] == list(range(position["seq"] + 1, position["seq"] + 6))
+    assert [t["price"] for t in trades] == printed and {t["symbol"] for t in trades} == {symbol}
+
+
 # --- embedded: one process, in-memory layer and history ------------------------------------------
 
 
