@@ -96,11 +96,11 @@ def test_all_mode_without_a_token_skips_trading(live_system):
 
 def test_recovery_mode_gets_exactly_the_missed_order_updates(live_system):
     result = run_client(
-        "--test", "recovery", "--orders", "3", "--token", live_system.token(), "--url", live_system.http
+        "--test", "recovery", "--orders", "10", "--token", live_system.token(), "--url", live_system.http
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS recovery" in result.stdout
-    assert "missed order updates for 3 orders recovered in order" in result.stdout
+    assert "missed order updates for 10 orders recovered in order" in result.stdout
 
 
 # --- against a server that is down ---------------------------------------------------------------
