@@ -11,7 +11,7 @@ from django.db import transaction
 
 from accounts import selectors, services
 from accounts.models import Bot, RiskLimit
-from marketdata.models import Symbol
+from marketdata import services as marketdata_services
 
 DEMO_USER = ("demo", "demo-pass-123")
 ADMIN_USER = ("admin", "admin-pass-123")  # local demos only: change or delete it anywhere else
@@ -24,8 +24,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
-        for name in settings.APP.market_symbols:
-            Symbol.objects.get_or_create(name=name, defaults={"enabled": True})
+        marketdata_services.symbol_seed_demo(names=settings.APP.market_symbols)
         demo = self._user(*DEMO_USER, staff=False)
         admin = self._user(*ADMIN_USER, staff=True)
         symbol, max_notional = DEMO_LIMIT
