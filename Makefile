@@ -45,3 +45,23 @@ bench: install
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
+
+# --- the system's parts one by one (README "Scaling out"); each takes HOST and PORT like `run` ---------
+SIM_PORT ?= 9443
+
+.PHONY: serve worker simulator migrate superuser
+
+serve: install  ## HTTP and WebSockets only (set REDIS_URL and run `make worker` once): make serve PORT=8001
+	$(BIN)/python manage.py serve --no-worker --host $(HOST) --port $(PORT)
+
+worker: install  ## the market-data worker with the paper engine and bots: exactly one per deployment
+	$(BIN)/python manage.py runstream
+
+simulator: install  ## a local exchange speaking Binance's protocol: make simulator SIM_PORT=9443
+	$(BIN)/python manage.py simulate_exchange --host $(HOST) --port $(SIM_PORT)
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input
+
+superuser: install  ## an admin account on a fresh database (asks for the password)
+	$(BIN)/python manage.py createsuperuser

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from django.db import transaction
 
 from marketdata.assets import split_symbol
+from marketdata.known_symbols import KNOWN_SYMBOLS
 from marketdata.models import Symbol
 from marketdata.normalize import SymbolInfo
+
+# What a row holds until real filters reach it (the model's defaults): anything passes.
+_PLACEHOLDER = {"step_size": Decimal("0.00000001"), "tick_size": Decimal("0.00000001"), "min_notional": Decimal(0)}
 
 
 @transaction.atomic
@@ -19,12 +24,43 @@ def symbol_seed_defaults(*, names: Iterable[str]) -> int:
     """
     if Symbol.objects.exists():
         return 0
-    rows = []
-    for name in dict.fromkeys(n.upper() for n in names):
-        base, quote = split_symbol(name)
-        rows.append(Symbol(name=name, base_asset=base, quote_asset=quote, enabled=True))
+    rows = [_new_row(name) for name in dict.fromkeys(n.upper() for n in names)]
     Symbol.objects.bulk_create(rows, ignore_conflicts=True)  # another process may seed at the same time
     return len(rows)
+
+
+@transaction.atomic
+def symbol_seed_demo(*, names: Iterable[str]) -> list[str]:
+    """Make sure each named symbol exists, with the shipped filters when it never had real ones.
+
+    For `seed_demo`: missing rows are created enabled; a row still holding the placeholder filters
+    (a database seeded before filters were shipped) gets them. A row with filters of its own, from
+    `sync_symbols` or the admin, is left alone. Returns the names created or given filters.
+    """
+    changed = []
+    for name in dict.fromkeys(n.upper() for n in names):
+        row = Symbol.objects.select_for_update().filter(name=name).first()
+        if row is None:
+            _new_row(name).save()
+            changed.append(name)
+        elif name in KNOWN_SYMBOLS and _has_placeholder_filters(row):
+            _apply_filters(row, KNOWN_SYMBOLS[name])
+            row.save()
+            changed.append(name)
+    return changed
+
+
+def _new_row(name: str) -> Symbol:
+    row = Symbol(name=name, enabled=True)
+    if name in KNOWN_SYMBOLS:
+        _apply_filters(row, KNOWN_SYMBOLS[name])
+    else:
+        row.base_asset, row.quote_asset = split_symbol(name)
+    return row
+
+
+def _has_placeholder_filters(row: Symbol) -> bool:
+    return not row.base_asset and all(Decimal(getattr(row, field)) == value for field, value in _PLACEHOLDER.items())
 
 
 @transaction.atomic

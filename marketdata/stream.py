@@ -362,7 +362,7 @@ class MarketDataWorker:
             async with self._snapshot_slots:
                 snapshot = await fetch_depth(self.options.rest_url, book.symbol, limit, timeout)
         except (SnapshotError, NormalizeError) as error:
-            logger.warning("could not get the %s depth snapshot: %s", book.symbol, error)
+            logger.warning("could not get the %s depth snapshot from %s: %s", book.symbol, self.options.rest_url, error)
             return False
         if self.books.get(book.symbol) is not book:
             return True  # the symbol was removed meanwhile
@@ -485,11 +485,18 @@ class Shard:
                 retry.reset()
             except Exception as error:
                 delay = retry.failed(lasted=loop.time() - started)
+                where = self.options.ws_url  # a resolver or refusal error alone does not say what was tried
                 if delay is None:
-                    logger.error("exchange connection %d failed (%s); giving up", self.number, _describe(error))
+                    logger.error(
+                        "exchange connection %d to %s failed (%s); giving up", self.number, where, _describe(error)
+                    )
                     return
                 logger.warning(
-                    "exchange connection %d failed (%s); reconnecting in %.2f s", self.number, _describe(error), delay
+                    "exchange connection %d to %s failed (%s); reconnecting in %.2f s",
+                    self.number,
+                    where,
+                    _describe(error),
+                    delay,
                 )
                 await asyncio.sleep(delay)
             self.reconnects += 1

@@ -12,11 +12,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from realtime.middleware import JWTAuthMiddleware, OriginlessClientsAllowed  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from tradingsite.unknown_path import unknown_websocket_path  # noqa: E402
 
-websocket_stack = JWTAuthMiddleware(URLRouter(websocket_urlpatterns))
+# Any other path is refused with an error frame and close 4404, never a 500 ("No route found").
+routes = [*websocket_urlpatterns, re_path(r"", unknown_websocket_path)]
+websocket_stack = JWTAuthMiddleware(URLRouter(routes))
 
 application = ProtocolTypeRouter(
     {

@@ -5,7 +5,18 @@
  */
 
 import { byId, h, setText, toast } from "./dom.js";
-import { formatMoney, formatPercent, formatPrice, formatQuantity, formatTime, signOf } from "./format.js";
+import {
+  amountProblem,
+  compareDecimal,
+  directionClass,
+  formatMoney,
+  formatPercent,
+  formatPrice,
+  formatSize,
+  formatTime,
+  plainDecimal,
+  signOf,
+} from "./format.js";
 
 const OPEN_STATUSES = new Set(["new", "partially_filled"]);
 const STATUS_RANK = { new: 0, partially_filled: 1, filled: 2, canceled: 2, rejected: 2 };
@@ -83,7 +94,7 @@ export class AccountPanel {
       byId("order-price").required = limit;
       if (limit && !byId("order-price").value) {
         const last = this.market.lastPrice(byId("order-symbol").value);
-        if (last) byId("order-price").value = formatPrice(last).replace(/,/g, "");
+        if (last) byId("order-price").value = plainDecimal(last); // the exchange's own string: on its tick
       }
     };
     type.addEventListener("change", syncType);
@@ -96,6 +107,12 @@ export class AccountPanel {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this._placeOrder(form);
+    });
+    // A message about what was typed goes as soon as it is edited: it described the old value.
+    form.addEventListener("input", () => {
+      const message = byId("order-message");
+      if (message.classList.contains("error")) showOrderMessage("", "");
+      for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
     });
     syncType();
     this._updateSubmitLabel();
@@ -118,20 +135,25 @@ export class AccountPanel {
       type: data.get("type"),
       quantity: String(data.get("quantity")).trim(),
     };
-    if (order.type === "limit") order.price = String(data.get("price")).trim().replace(/,/g, "");
+    if (order.type === "limit") order.price = String(data.get("price")).trim();
+    const problem = [
+      ["order-quantity", amountProblem(order.quantity, "Quantity")],
+      ["order-price", order.type === "limit" ? amountProblem(order.price, "Limit price") : null],
+    ].find(([, text]) => text);
+    if (problem) {
+      byId(problem[0]).setAttribute("aria-invalid", "true");
+      showOrderMessage(problem[1], "error");
+      return;
+    }
     const button = byId("order-submit");
-    const message = byId("order-message");
     button.disabled = true;
-    setText(message, "Sending…");
-    message.className = "form-message";
+    showOrderMessage("Sending…", "");
     try {
       const placed = await this.session.api("POST", "/api/orders/", order);
       this._mergeOrder(fromRest(placed));
-      setText(message, `Order ${placed.id} ${placed.status.replace("_", " ")}`);
-      message.classList.add("ok");
+      showOrderMessage(`Order ${placed.id} ${placed.status.replace("_", " ")}`, "ok");
     } catch (error) {
-      setText(message, error.message);
-      message.classList.add("error");
+      showOrderMessage(error.message, "error");
     } finally {
       button.disabled = false;
     }
@@ -193,14 +215,14 @@ export class AccountPanel {
     return h(
       "tr",
       { dataset: { orderId: order.id, status: order.status ?? "" } },
-      h("td", { className: "muted" }, formatTime(order.created_at ?? order.updated_at)),
-      h("td", {}, order.symbol ?? "—"),
-      h("td", { className: order.side === "sell" ? "down" : "up" }, order.side ?? "—"),
-      h("td", {}, order.type ?? "—"),
-      h("td", { className: "num" }, order.quantity ? formatQuantity(order.quantity) : "—"),
-      h("td", { className: "num" }, formatQuantity(order.filled_quantity ?? "0")),
+      h("td", { className: "muted col-time" }, formatTime(order.created_at ?? order.updated_at)),
+      h("td", { className: `symbol side-${order.side}` }, order.symbol ?? "—"),
+      h("td", { className: `col-side ${order.side === "sell" ? "down" : "up"}` }, order.side ?? "—"),
+      h("td", { className: "col-type" }, order.type ?? "—"),
+      h("td", { className: "num", title: order.quantity }, order.quantity ? formatSize(order.quantity) : "—"),
+      h("td", { className: "num col-filled", title: order.filled_quantity }, formatSize(order.filled_quantity ?? "0")),
       h("td", { className: "num" }, price ? formatPrice(price) : order.type === "market" ? "market" : "—"),
-      h("td", { className: "num muted" }, signOf(order.fee ?? "0") !== 0 ? formatMoney(order.fee) : "—"),
+      h("td", { className: "num muted col-fee", title: order.fee }, signOf(order.fee ?? "0") !== 0 ? formatMoney(order.fee) : "—"),
       h("td", { title: order.reason ?? "" }, h("span", { className: `status status-${order.status}` }, (order.status ?? "—").replace("_", " "))),
       h("td", { className: "actions" }, cancel),
     );
@@ -212,11 +234,14 @@ export class AccountPanel {
     this.portfolio = portfolio;
     const value = byId("portfolio-value");
     const previous = value.textContent;
+    const before = value.dataset.value;
     setText(value, portfolio ? `${formatMoney(portfolio.total_value)} USDT` : "—");
+    value.dataset.value = portfolio?.total_value ?? "";
     if (portfolio && previous !== value.textContent && previous !== "—") {
-      value.classList.remove("pulse");
+      // The flash says which way it went: the up colour for a rise, the down colour for a fall.
+      value.classList.remove("pulse", "pulse-up", "pulse-down");
       void value.offsetWidth;
-      value.classList.add("pulse");
+      value.classList.add("pulse", compareDecimal(portfolio.total_value, before) < 0 ? "pulse-down" : "pulse-up");
     }
     const details = byId("portfolio-details");
     const figures = [
@@ -245,10 +270,10 @@ export class AccountPanel {
           "tr",
           { dataset: { symbol: position.symbol } },
           h("td", {}, position.symbol),
-          h("td", { className: "num" }, formatQuantity(position.quantity)),
-          h("td", { className: "num" }, position.average_price ? formatPrice(position.average_price) : "—"),
-          h("td", { className: "num" }, value !== undefined ? formatMoney(value) : "—"),
-          h("td", { className: `num ${signOf(pnl) > 0 ? "up" : signOf(pnl) < 0 ? "down" : ""}` }, pnl !== undefined ? formatMoney(pnl) : "—"),
+          h("td", { className: "num", title: position.quantity }, formatSize(position.quantity)),
+          h("td", { className: "num col-avg" }, position.average_price ? formatPrice(position.average_price) : "—"),
+          h("td", { className: "num col-value" }, value !== undefined ? formatMoney(value) : "—"),
+          h("td", { className: `num ${directionClass(pnl)}` }, pnl !== undefined ? formatMoney(pnl) : "—"),
         );
       }),
     );
@@ -349,9 +374,9 @@ export class AccountPanel {
       { dataset: { botId: bot.id, status: bot.status ?? "" } },
       h("td", {}, h("div", {}, bot.name ?? `Bot ${bot.id}`), h("div", { className: "muted small" }, [bot.strategy, bot.symbol].filter(Boolean).join(" · "))),
       h("td", {}, h("span", { className: `status status-${bot.status}` }, bot.status ?? "—")),
-      h("td", { className: `num ${signOf(pnl) > 0 ? "up" : signOf(pnl) < 0 ? "down" : ""}` }, pnl !== undefined ? formatMoney(pnl) : "—"),
-      h("td", { className: "num" }, performance.win_rate !== undefined ? formatPercent(performance.win_rate).replace(/^\+/, "") : "—"),
-      h("td", { className: "num" }, performance.trades_today ?? "—"),
+      h("td", { className: `num ${directionClass(pnl)}` }, pnl !== undefined ? formatMoney(pnl) : "—"),
+      h("td", { className: "num col-winrate" }, performance.win_rate !== undefined ? formatPercent(performance.win_rate).replace(/^\+/, "") : "—"),
+      h("td", { className: "num col-trades" }, performance.trades_today ?? "—"),
       h("td", { className: "actions" }, button),
     );
   }
@@ -419,7 +444,11 @@ function withoutEmpty(record) {
 }
 
 function pnlClass(label, figure) {
-  if (!label.includes("PnL")) return "";
-  const sign = signOf(figure);
-  return sign > 0 ? "up" : sign < 0 ? "down" : "";
+  return label.includes("PnL") ? directionClass(figure) : "";
+}
+
+function showOrderMessage(text, kind) {
+  const message = byId("order-message");
+  setText(message, text);
+  message.className = kind ? `form-message ${kind}` : "form-message";
 }

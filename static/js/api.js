@@ -17,16 +17,23 @@ export class ApiError extends Error {
 }
 
 /** DRF's error shapes ({"detail"}, {"field": ["..."]}, ["..."]) as one readable line. */
-function describeError(status, body) {
+export function describeError(status, body) {
   if (body && typeof body === "object") {
     if (typeof body.detail === "string") return body.detail;
     const parts = Object.entries(body).map(([field, value]) => {
       const text = Array.isArray(value) ? value.join(" ") : typeof value === "object" ? JSON.stringify(value) : String(value);
-      return field === "non_field_errors" ? text : `${field}: ${text}`;
+      return field === "non_field_errors" ? text : withField(field, text);
     });
     if (parts.length) return parts.join("; ");
   }
   return status ? `HTTP ${status}` : "The server could not be reached";
+}
+
+/** "quantity", "quantity must be greater than 0" -> "Quantity must be greater than 0": the field named once. */
+function withField(field, text) {
+  const label = field.replace(/_/g, " ");
+  const capital = (words) => words.charAt(0).toUpperCase() + words.slice(1);
+  return text.toLowerCase().startsWith(label.toLowerCase()) ? capital(text) : `${capital(label)}: ${text}`;
 }
 
 /** The `exp` claim of a JWT in epoch ms (read only to schedule a refresh, never trusted). */

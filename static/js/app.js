@@ -9,7 +9,7 @@ import { byId, setText, toast } from "./dom.js";
 import { MarketPanel } from "./market.js";
 import { State, TradingWebSocket } from "./trading-ws.js";
 
-const STATUS_POLL_MS = 15_000;
+const STATUS_POLL_MS = 5_000; // how soon the page notices the feed stopped
 const TRADING_CHANNELS = ["orders", "risk_alerts", "bot_status", "portfolio"];
 const QUIET_ERROR_CODES = new Set([4001, 4002, 4003]); // shown by the indicator, not as toasts
 
@@ -61,13 +61,33 @@ function bindIndicator(element, socket) {
   render();
 }
 
-// --- market data status (simulated badge) ------------------------------------------------------
+// --- market data status (simulated badge, stale data) -----------------------------------------
+
+let lastStatus = null;
 
 async function refreshStatus() {
-  const status = await fetchStatus();
-  const market = status?.market_data;
-  byId("simulated-badge").hidden = !market?.simulated;
-  byId("feed-badge").hidden = !status || market?.connected !== false;
+  lastStatus = await fetchStatus();
+  renderFeed();
+}
+
+/**
+ * Prices on screen are live only while both the page's socket and the server's feed are: otherwise
+ * the watchlist is greyed and a badge says why. The simulated badge stays as long as the data shown
+ * came from the simulator, feed or no feed.
+ */
+function renderFeed() {
+  const feed = lastStatus?.market_data;
+  byId("simulated-badge").hidden = !feed?.simulated;
+  const badge = byId("feed-badge");
+  let problem = null;
+  if (lastStatus && feed?.connected === false) problem = "Market feed offline";
+  else if (feed?.stale) problem = `Prices stale${feed.data_age_seconds != null ? ` (${Math.round(feed.data_age_seconds)} s old)` : ""}`;
+  badge.hidden = problem === null;
+  if (problem) setText(badge, problem);
+  const shown = market.tickers.size > 0; // nothing on screen yet: nothing to call stale
+  const stale = problem !== null || (shown && marketSocket.state !== State.OPEN);
+  document.body.classList.toggle("market-stale", stale);
+  byId("stale-tag").hidden = !stale;
 }
 
 // --- market ------------------------------------------------------------------------------------
@@ -79,6 +99,7 @@ marketSocket.on("error", (message) => {
   toast(`Market data: error ${message.code}`, message.message ?? "", "warning");
 });
 marketSocket.on("open", refreshStatus);
+marketSocket.on("state", renderFeed);
 marketSocket.connect();
 refreshStatus();
 setInterval(refreshStatus, STATUS_POLL_MS);
@@ -157,4 +178,14 @@ window.addEventListener("online", () => {
 renderSession();
 
 // For operators poking at the page from the console, and for the browser tests.
-window.tradingGateway = { marketSocket, market, session, get tradingSocket() { return tradingSocket; } };
+window.tradingGateway = {
+  marketSocket,
+  market,
+  session,
+  get tradingSocket() {
+    return tradingSocket;
+  },
+  get account() {
+    return account;
+  },
+};

@@ -181,3 +181,68 @@ export function addDecimal(a, b) {
 export function subtractDecimal(a, b) {
   return combine(a, b, (x, y) => x - y);
 }
+
+/**
+ * A size or quantity for a narrow column: about `digits` significant digits and at most
+ * `maxDecimals` decimals ("0.00199999" -> "0.002", "12.3456789" -> "12.3457"); past `maxIntDigits`
+ * whole digits it switches to K, M or B ("140000" -> "140K"). Rounded for display only: the exact
+ * string goes into the cell's title. Digits are shifted as text, never through a float.
+ */
+export function formatSize(value, { digits = 6, maxDecimals = 6, maxIntDigits = 6 } = {}) {
+  const parts = parseDecimal(value);
+  if (!parts) return "—";
+  let { int } = parts;
+  let frac = parts.frac;
+  let unit = "";
+  for (const [shift, name] of [
+    [9, "B"],
+    [6, "M"],
+    [3, "K"],
+  ]) {
+    if (int.length > maxIntDigits && int.length > shift) {
+      frac = `${int.slice(-shift)}${frac}`;
+      int = int.slice(0, -shift);
+      unit = name;
+      break;
+    }
+  }
+  const intDigits = int === "0" ? 0 : int.length;
+  const decimals = Math.min(unit ? 3 : maxDecimals, Math.max(0, digits - intDigits));
+  const shifted = `${parts.negative ? "-" : ""}${int}${frac ? `.${frac}` : ""}`;
+  return `${formatDecimal(shifted, { maxDecimals: decimals, minDecimals: 0 })}${unit}`;
+}
+
+/** A decimal string without trailing zeros or grouping, as a form field takes it: "50005.12000000" -> "50005.12". */
+export function plainDecimal(value) {
+  const parts = parseDecimal(value);
+  if (!parts) return "";
+  const frac = parts.frac.replace(/0+$/, "");
+  return `${parts.negative ? "-" : ""}${parts.int}${frac ? `.${frac}` : ""}`;
+}
+
+/** -1, 0 or 1 for the value as shown: "-0.000000001" shown as "0.00" is neither up nor down. */
+export function shownSign(value, format = formatMoney) {
+  return signOf(format(value).replace(/[,+%KMB]/g, ""));
+}
+
+/** "up", "down" or "" for a figure's colour, judged on what is shown. */
+export function directionClass(value, format = formatMoney) {
+  const sign = shownSign(value, format);
+  return sign > 0 ? "up" : sign < 0 ? "down" : "";
+}
+
+const PLAIN_POSITIVE = /^(?:\d+\.?\d*|\.\d+)$/;
+
+/**
+ * Why a typed amount cannot be sent, or null when it can: digits and one decimal point, above zero.
+ * "45,000" is refused rather than guessed at: a comma is a thousands separator in one locale and
+ * the decimal point in another.
+ */
+export function amountProblem(text, label) {
+  const value = String(text ?? "").trim();
+  if (value === "") return `${label} is required`;
+  if (value.includes(",")) return `${label}: write it with digits and a decimal point only, without commas (e.g. 45000.5)`;
+  if (!PLAIN_POSITIVE.test(value)) return `${label} must be a number written with digits and a decimal point, e.g. 0.01`;
+  if (signOf(value) <= 0) return `${label} must be greater than 0`;
+  return null;
+}

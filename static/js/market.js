@@ -10,7 +10,7 @@ import {
   compareDecimal,
   formatPercent,
   formatPrice,
-  formatQuantity,
+  formatSize,
   formatTime,
   formatVolume,
   signOf,
@@ -20,6 +20,8 @@ import {
 const BOOK_LEVELS = 14;
 const TAPE_ROWS = 40;
 const REPLAY_WINDOW_MS = 10_000;
+const STALE_TICKER_MS = 15_000; // Binance sends a ticker every second: this long without one is stale
+const BOOK_SIZE = { digits: 5, maxDecimals: 4, maxIntDigits: 4 }; // sizes in the ladder's narrow columns: 7 characters at most
 
 export class MarketPanel {
   /**
@@ -38,7 +40,9 @@ export class MarketPanel {
     this.renderBook = frameBatcher(() => this._renderBook());
     this.renderTape = frameBatcher(() => this._renderTape());
     this.selectListeners = new Set();
+    this.receivedAt = new Map(); // symbol -> Date.now() of its last ticker, for staleness
     this._buildWatchlist();
+    setInterval(() => this._markStaleRows(), 1000);
     socket.on("ticker", (message) => this._onTicker(message));
     socket.on("trade", (message) => this._onTrade(message));
     socket.on("orderbook", (message) => this._onOrderbook(message));
@@ -85,9 +89,9 @@ export class MarketPanel {
       const cells = {
         price: h("td", { className: "num price" }, "—"),
         change: h("td", { className: "num change" }, "—"),
-        high: h("td", { className: "num muted" }, "—"),
-        low: h("td", { className: "num muted" }, "—"),
-        volume: h("td", { className: "num muted" }, "—"),
+        high: h("td", { className: "num muted col-high" }, "—"),
+        low: h("td", { className: "num muted col-low" }, "—"),
+        volume: h("td", { className: "num muted col-volume" }, "—"),
       };
       const row = h(
         "tr",
@@ -117,12 +121,16 @@ export class MarketPanel {
     const previous = this.tickers.get(message.symbol);
     if (previous && isReplay(previous, message)) return;
     this.tickers.set(message.symbol, message);
+    this.receivedAt.set(message.symbol, Date.now());
     const { cells, row } = entry;
+    row.classList.remove("stale");
+    row.removeAttribute("title");
     setText(cells.price, formatPrice(message.price));
     setText(cells.change, formatPercent(message.price_change_percent));
     setText(cells.high, formatPrice(message.high_price));
     setText(cells.low, formatPrice(message.low_price));
     setText(cells.volume, formatVolume(message.volume));
+    cells.volume.title = message.volume;
     const direction = signOf(message.price_change_percent);
     cells.change.classList.toggle("up", direction > 0);
     cells.change.classList.toggle("down", direction < 0);
@@ -132,6 +140,19 @@ export class MarketPanel {
       if (moved !== 0) flash(cells.price, moved > 0 ? "flash-up" : "flash-down");
     }
     if (message.symbol === this.selected) this._renderChartHeader();
+  }
+
+  /** A row whose ticker stopped coming is greyed and says since when: its price is no longer live. */
+  _markStaleRows() {
+    const now = Date.now();
+    for (const [symbol, { row }] of this.rows) {
+      const at = this.receivedAt.get(symbol);
+      const stale = at !== undefined && now - at > STALE_TICKER_MS;
+      if (stale === row.classList.contains("stale")) continue;
+      row.classList.toggle("stale", stale);
+      if (stale) row.title = `No update since ${formatTime(new Date(at).toISOString())}: the price may be out of date`;
+      else row.removeAttribute("title");
+    }
   }
 
   _renderChartHeader() {
@@ -170,7 +191,7 @@ export class MarketPanel {
           "tr",
           { className: trade.side === "sell" ? "sell" : "buy" },
           h("td", { className: "num price" }, formatPrice(trade.price)),
-          h("td", { className: "num" }, formatQuantity(trade.quantity)),
+          h("td", { className: "num", title: trade.quantity }, formatSize(trade.quantity, BOOK_SIZE)),
           h("td", { className: "num muted" }, formatTime(trade.timestamp)),
         ),
       ),
@@ -229,8 +250,8 @@ function ladderRows(levels, deepest, side) {
       "tr",
       { className: side, dataset: { price } },
       h("td", { className: "num price" }, formatPrice(price)),
-      h("td", { className: "num" }, formatQuantity(quantity)),
-      h("td", { className: "num muted" }, formatQuantity(total)),
+      h("td", { className: "num", title: quantity }, formatSize(quantity, BOOK_SIZE)),
+      h("td", { className: "num muted col-total", title: total }, formatSize(total, BOOK_SIZE)),
     );
     // Number() only to size the depth bar.
     row.style.setProperty("--depth", `${Math.min(100, (Number(total) / deepest) * 100).toFixed(1)}%`);

@@ -470,7 +470,7 @@ async def test_a_second_user_hears_nothing_of_the_first_users_trading(worker, li
         await btc.print("50100.00")
         await alice.next(valued_at("BTCUSDT", "50100.00"))
 
-        marker = await bob.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.001", price="1000.00")
+        marker = await bob.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.01", price="1000.00")
         await bob.order_reaches(marker["id"], "new")
         assert (await bob.call("POST", f"orders/{marker['id']}/cancel/"))[0] == 200
         await bob.order_reaches(marker["id"], "canceled")
@@ -503,8 +503,8 @@ async def test_a_second_user_hears_nothing_of_the_first_users_trading(worker, li
 
 async def test_other_users_orders_and_bots_are_not_found_and_left_as_they_are(worker, live_gateway, stack):
     alice, bob = Trader(live_gateway, stack.users["alice"]), Trader(live_gateway, stack.users["bob"])
-    theirs = await alice.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.001", price="1000.00")
-    mine = await bob.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.002", price="1000.00")
+    theirs = await alice.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.01", price="1000.00")
+    mine = await bob.place(symbol="BTCUSDT", side="buy", type="limit", quantity="0.02", price="1000.00")
     their_bot = await alice.create_bot("alice-weekly", "BTCUSDT", quote_amount="100", interval_seconds=604800)
     my_bot = await bob.create_bot("bob-weekly", "BTCUSDT", quote_amount="100", interval_seconds=604800)
     try:

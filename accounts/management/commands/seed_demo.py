@@ -11,7 +11,7 @@ from django.db import transaction
 
 from accounts import selectors, services
 from accounts.models import Bot, RiskLimit
-from marketdata.models import Symbol
+from marketdata import services as marketdata_services
 
 DEMO_USER = ("demo", "demo-pass-123")
 ADMIN_USER = ("admin", "admin-pass-123")  # local demos only: change or delete it anywhere else
@@ -26,8 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if not settings.APP.debug:  # the admin's password is printed in this file: never on a real server
             raise CommandError("seed_demo creates users with public passwords: it runs only with DJANGO_DEBUG=1")
-        for name in settings.APP.market_symbols:
-            Symbol.objects.get_or_create(name=name, defaults={"enabled": True})
+        marketdata_services.symbol_seed_demo(names=settings.APP.market_symbols)
         demo = self._user(*DEMO_USER, staff=False)
         admin = self._user(*ADMIN_USER, staff=True)
         for user in (demo, admin):

@@ -56,3 +56,49 @@ test("formatVolume shortens large volumes by shifting digits", () => {
   assert.equal(formatVolume("4512345.1"), "4.51M");
   assert.equal(formatVolume("98765432109.5"), "98.77B");
 });
+
+test("formatSize keeps a quantity short: about 6 significant digits, K/M beyond a million", async () => {
+  const { formatSize } = await import("../../../static/js/format.js");
+  assert.equal(formatSize("0.00199999"), "0.002");
+  assert.equal(formatSize("0.00123456789"), "0.001235");
+  assert.equal(formatSize("12.3456789"), "12.3457");
+  assert.equal(formatSize("1234.56789"), "1,234.57");
+  assert.equal(formatSize("123456.7"), "123,457");
+  assert.equal(formatSize("12345678.9"), "12.346M");
+  assert.equal(formatSize("140000", { digits: 5, maxDecimals: 4, maxIntDigits: 4 }), "140K");
+  assert.equal(formatSize("12345.6", { digits: 5, maxDecimals: 4, maxIntDigits: 4 }), "12.346K");
+  assert.equal(formatSize("1234.56", { digits: 5, maxDecimals: 4, maxIntDigits: 4 }), "1,234.6");
+  assert.equal(formatSize("999999999999.5", { digits: 5, maxIntDigits: 4 }), "1,000B");
+  assert.equal(formatSize("0.54321", { digits: 5, maxDecimals: 4 }), "0.5432");
+  assert.equal(formatSize("0.00000000"), "0");
+});
+
+test("plainDecimal gives a form field the exact value without zeros or commas", async () => {
+  const { plainDecimal } = await import("../../../static/js/format.js");
+  assert.equal(plainDecimal("50005.12000000"), "50005.12");
+  assert.equal(plainDecimal("0.45670000"), "0.4567");
+  assert.equal(plainDecimal("3000.00000000"), "3000");
+});
+
+test("colours follow the value as shown: a PnL shown as 0.00 is neutral", async () => {
+  const { directionClass, shownSign } = await import("../../../static/js/format.js");
+  assert.equal(directionClass("-0.000000000001"), "");
+  assert.equal(directionClass("0"), "");
+  assert.equal(directionClass("-0.01"), "down");
+  assert.equal(directionClass("1,5"), "");
+  assert.equal(directionClass("12.5"), "up");
+  assert.equal(shownSign("-0.004"), 0);
+  assert.equal(shownSign("-0.005"), -1);
+});
+
+test("amountProblem refuses what the API would misread, with a message naming the field once", async () => {
+  const { amountProblem } = await import("../../../static/js/format.js");
+  assert.equal(amountProblem("0.01", "Quantity"), null);
+  assert.equal(amountProblem(".5", "Quantity"), null);
+  assert.equal(amountProblem("45000", "Limit price"), null);
+  assert.match(amountProblem("45,000", "Limit price"), /^Limit price: .*without commas/);
+  assert.equal(amountProblem("0", "Quantity"), "Quantity must be greater than 0");
+  assert.equal(amountProblem("", "Quantity"), "Quantity is required");
+  assert.match(amountProblem("1e3", "Quantity"), /^Quantity must be a number/);
+  assert.match(amountProblem("-1", "Quantity"), /^Quantity must be a number/);
+});

@@ -1,7 +1,9 @@
 """`python manage.py serve`: the whole system in one process (what `make run` starts)."""
 
+import socket
+
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from tradingsite.server import serve
 
@@ -17,7 +19,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host, port, no_worker, **options):
+        check_can_listen(host, port)  # daphne would log the failure and still exit 0
         layer = "Redis" if settings.APP.redis_url else "in-memory (one process)"
         self.stdout.write(f"Trading gateway on http://{host}:{port}/  (admin: /admin/, status: /ws/status)")
         self.stdout.write(f"Channel layer: {layer}; market source: {settings.APP.market_source}")
         serve(host, port, with_worker=not no_worker)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """A CommandError (exit status 1) naming the address and the way out when it cannot be bound."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted listens
+            probe.bind((host, port))
+    except OSError as error:
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}. "
+            f"Stop what is using it, or choose another port: make run PORT={port + 10}"
+        ) from None
