@@ -1574,6 +1574,25 @@ def test_batching_merges_consecutive_sends_and_keeps_every_other_action_in_its_p
     ]
 
 
+def test_a_batch_may_start_with_another_action():
+    s = trading()
+    s.batch = True
+    subscribe_channels(s, "orders", seq=3)
+    one, two = ticker_event("BTCUSDT"), ticker_event("ETHUSDT")
+
+    actions = s.events([seq_event(5), one, two], 0)
+
+    assert actions == [FillGap(UserSub("orders"), EPOCH, 3, 5), Send(f"[{one['text']},{two['text']}]", "batch", 2)]
+
+
+def test_events_for_a_slow_batched_client_ask_for_one_drain_and_queue_the_rest():
+    s = batched()
+    events = [trade_event(trade_id=n) for n in range(3)]
+
+    assert s.events(events, SLOW) == [Drain()]
+    assert s.drain(0) == Send("[" + ",".join(event["text"] for event in events) + "]", "batch", 3)
+
+
 def test_a_batch_stops_growing_once_it_holds_batch_max_bytes():
     big = [trade_event(price=str(n), trade_id=n) for n in range(3)]
     big = [{**event, "text": event["text"][:-1] + ',"pad":"' + "x" * (BATCH_MAX_BYTES // 2) + '"}'} for event in big]
