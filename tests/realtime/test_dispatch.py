@@ -175,3 +175,119 @@ async def test_a_newer_price_waiting_behind_a_busy_handler_replaces_the_older_on
         await loop
 
     assert [event["n"] for event in handled] == [0, 2, 3]
+
+
+class Recorder:
+    """Both handlers: what each call got, in order ("one" for dispatch, "many" for dispatch_layer_events)."""
+
+    def __init__(self, started: asyncio.Event | None = None, release: asyncio.Event | None = None) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.started, self.release = started, release
+
+    async def one(self, event) -> None:
+        self.calls.append(("one", event))
+        if self.release is not None and not self.release.is_set():
+            self.started.set()
+            await self.release.wait()  # busy with the first event while the others arrive
+        if event.get("stop"):
+            raise Stop
+
+    async def many(self, events) -> None:
+        self.calls.append(("many", events))
+        if any(event.get("stop") for event in events):
+            raise Stop
+
+    def order(self) -> list:
+        return [e["n"] for kind, got in self.calls for e in (got if kind == "many" else [got])]
+
+
+async def run_with_layer_events(sources: list[Source], recorder: Recorder) -> None:
+    await asyncio.wait_for(dispatch_in_order(sources, recorder.one, recorder.many), TIMEOUT)
+
+
+async def fill_while_busy(socket: Source, layer: Source, arrivals: Arrivals, later: list[tuple[Source, dict]]):
+    """The first socket event keeps the handler busy until `later` all reached the inbox, in that order."""
+    started, release = asyncio.Event(), asyncio.Event()
+    recorder = Recorder(started, release)
+    socket.queue.put_nowait(message("websocket", 0))
+    loop = asyncio.create_task(run_with_layer_events([socket, layer], recorder))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    for count, (source, item) in enumerate(later, start=2):
+        source.queue.put_nowait(item)
+        await arrivals.reach(count)  # one by one, so the inbox holds them in the listed order
+    release.set()
+    with pytest.raises(Stop):
+        await loop
+    return recorder
+
+
+async def test_layer_events_already_waiting_together_are_handed_over_in_one_call():
+    arrivals = Arrivals()
+    socket, layer = Source("socket", arrivals), Source("layer", arrivals)
+
+    recorder = await fill_while_busy(
+        socket,
+        layer,
+        arrivals,
+        [(layer, message("layer", n)) for n in (1, 2, 3)] + [(layer, message("layer", 4, stop=True))],
+    )
+
+    assert [(kind, [e["n"] for e in got] if kind == "many" else got["n"]) for kind, got in recorder.calls] == [
+        ("one", 0),
+        ("many", [1, 2, 3, 4]),
+    ]
+
+
+async def test_socket_events_are_never_merged_and_split_the_layer_events_around_them():
+    arrivals = Arrivals()
+    socket, layer = Source("socket", arrivals), Source("layer", arrivals)
+    later = [
+        (layer, message("layer", 1)),
+        (layer, message("layer", 2)),
+        (socket, message("websocket", 3)),
+        (socket, message("websocket", 4)),
+        (layer, message("layer", 5)),
+        (layer, message("layer", 6, stop=True)),
+    ]
+
+    recorder = await fill_while_busy(socket, layer, arrivals, later)
+
+    assert [(kind, [e["n"] for e in got] if kind == "many" else got["n"]) for kind, got in recorder.calls] == [
+        ("one", 0),
+        ("many", [1, 2]),
+        ("one", 3),
+        ("one", 4),
+        ("many", [5, 6]),
+    ]
+    assert recorder.order() == [e["n"] for e in arrivals]
+
+
+async def test_a_layer_event_with_nothing_waiting_behind_it_goes_to_dispatch_alone():
+    arrivals = Arrivals()
+    socket, layer = Source("socket", arrivals), Source("layer", arrivals)
+    recorder = Recorder()
+    layer.queue.put_nowait(message("layer", 1))
+    loop = asyncio.create_task(run_with_layer_events([socket, layer], recorder))
+    await arrivals.reach(1)
+    layer.queue.put_nowait(message("layer", 2, stop=True))
+
+    with pytest.raises(Stop):
+        await loop
+
+    assert [kind for kind, _ in recorder.calls] == ["one", "one"]
+    assert recorder.order() == [1, 2]
+
+
+async def test_waiting_prices_are_conflated_before_they_are_handed_over_together():
+    arrivals = Arrivals()
+    socket, layer = Source("socket", arrivals), Source("layer", arrivals)
+    later = [
+        (layer, message("layer", 1, key="ticker:BTCUSDT")),
+        (layer, message("layer", 2, key="ticker:ETHUSDT")),
+        (layer, message("layer", 3, key="ticker:BTCUSDT")),
+        (layer, message("layer", 4, stop=True)),
+    ]
+
+    recorder = await fill_while_busy(socket, layer, arrivals, later)
+
+    assert recorder.order() == [0, 3, 2, 4]  # the newer BTC price in the older one's place

@@ -67,3 +67,58 @@ async def test_get_waits_for_the_next_event():
     assert not waiting.done()
     inbox.put(event("late"))
     assert (await asyncio.wait_for(waiting, TIMEOUT))["text"] == "late"
+
+
+def from_a_layer(item) -> bool:
+    return not item["type"].startswith("websocket.")
+
+
+def layer(name: str) -> dict:
+    return {"type": "user.message", "text": name}
+
+
+async def test_take_ready_takes_the_wanted_events_at_the_head_in_order_and_stops_at_the_first_other():
+    inbox = Inbox()
+    for item in (layer("a"), state("ticker:BTCUSDT", 1), layer("b"), event("ping"), layer("c")):
+        inbox.put(item)
+
+    taken = inbox.take_ready(from_a_layer)
+
+    assert [e["text"] for e in taken] == ["a", "1", "b"]
+    assert [e["text"] for e in await drain(inbox)] == ["ping", "c"]
+
+
+async def test_take_ready_takes_nothing_when_the_head_is_not_wanted():
+    inbox = Inbox()
+    inbox.put(event("ping"))
+    inbox.put(layer("a"))
+
+    assert inbox.take_ready(from_a_layer) == []
+    assert len(inbox) == 2
+
+
+async def test_take_ready_on_an_empty_inbox_takes_nothing():
+    assert Inbox().take_ready(from_a_layer) == []
+
+
+async def test_take_ready_takes_the_newest_state_and_frees_its_key():
+    inbox = Inbox()
+    inbox.put(state("ticker:BTCUSDT", 1))
+    inbox.put(state("ticker:BTCUSDT", 2))
+
+    assert [e["text"] for e in inbox.take_ready(from_a_layer)] == ["2"]
+    assert len(inbox) == 0
+    assert inbox.put(state("ticker:BTCUSDT", 3)) is False  # a taken state is not replaced by a newer one
+    assert [e["text"] for e in await drain(inbox)] == ["3"]
+
+
+async def test_take_ready_stops_at_an_unwanted_state_event():
+    inbox = Inbox()
+    inbox.put(layer("a"))
+    inbox.put(state("book:BTCUSDT", 1))
+    inbox.put(layer("b"))
+
+    taken = inbox.take_ready(lambda item: "key" not in item)
+
+    assert [e["text"] for e in taken] == ["a"]
+    assert [e["text"] for e in await drain(inbox)] == ["1", "b"]

@@ -1,4 +1,4 @@
-"""realtime.registry: per-user connection limits and the /ws/status figures, in memory and in the real local Redis.
+"""realtime.registry: per-user and per-address limits and the /ws/status figures, in memory and in real Redis.
 
 The Redis tests take a database number by file lock (as the integration suite does) and keep their
 keys under a prefix of their own, which they delete afterwards; nothing is flushed. Entry expiry is
@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from realtime import registry
-from realtime.registry import Connection, MemoryRegistry, RedisRegistry, Status, get_registry
+from realtime.registry import Connection, Limits, MemoryRegistry, RedisRegistry, Status, get_registry
 from tests.integration import harness
 from tests.support import TIMEOUT
 
@@ -27,8 +27,10 @@ from tests.support import TIMEOUT
 REGISTRY_REDIS_DBS = (10,)
 
 
-def conn(user_id: int | None = 7, endpoint: str = "trading", subscriptions: int = 0) -> Connection:
-    return Connection(uuid.uuid4().hex, endpoint, user_id, subscriptions)
+def conn(
+    user_id: int | None = 7, endpoint: str = "trading", subscriptions: int = 0, address: str | None = "192.0.2.1"
+) -> Connection:
+    return Connection(uuid.uuid4().hex, endpoint, user_id, subscriptions, address)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +109,8 @@ async def test_a_new_registry_reports_no_connections(any_registry):
 
 
 async def test_an_admitted_connection_is_counted_by_endpoint_and_user(any_registry):
-    assert await any_registry.acquire(conn(user_id=7, endpoint="trading"), limit=5)
-    assert await any_registry.acquire(conn(user_id=None, endpoint="market"), limit=None)
+    assert await any_registry.acquire(conn(user_id=7, endpoint="trading"), Limits(per_user=5)) is None
+    assert await any_registry.acquire(conn(user_id=None, endpoint="market"), Limits()) is None
 
     status = await any_registry.status()
 
@@ -119,29 +121,29 @@ async def test_an_admitted_connection_is_counted_by_endpoint_and_user(any_regist
 
 async def test_a_user_over_the_limit_is_refused_and_nothing_is_registered(any_registry):
     for _ in range(2):
-        assert await any_registry.acquire(conn(user_id=7), limit=2)
+        assert await any_registry.acquire(conn(user_id=7), Limits(per_user=2)) is None
 
-    assert await any_registry.acquire(conn(user_id=7), limit=2) is False
+    assert await any_registry.acquire(conn(user_id=7), Limits(per_user=2)) == "user"
     assert (await any_registry.status()).user_connections == {"user_7": 2}
 
 
 async def test_the_limit_is_per_user(any_registry):
-    assert await any_registry.acquire(conn(user_id=7), limit=1)
+    assert await any_registry.acquire(conn(user_id=7), Limits(per_user=1)) is None
 
-    assert await any_registry.acquire(conn(user_id=8), limit=1)
+    assert await any_registry.acquire(conn(user_id=8), Limits(per_user=1)) is None
     assert (await any_registry.status()).user_connections == {"user_7": 1, "user_8": 1}
 
 
 async def test_without_a_limit_a_user_may_hold_any_number_of_connections(any_registry):
     for _ in range(4):
-        assert await any_registry.acquire(conn(user_id=7), limit=None)
+        assert await any_registry.acquire(conn(user_id=7), Limits()) is None
 
     assert (await any_registry.status()).user_connections == {"user_7": 4}
 
 
 async def test_anonymous_connections_are_not_limited(any_registry):
     for _ in range(3):
-        assert await any_registry.acquire(conn(user_id=None, endpoint="market"), limit=1)
+        assert await any_registry.acquire(conn(user_id=None, endpoint="market"), Limits(per_user=1)) is None
 
     status = await any_registry.status()
     assert status.active_connections == 3
@@ -150,16 +152,16 @@ async def test_anonymous_connections_are_not_limited(any_registry):
 
 async def test_a_released_connection_frees_its_place(any_registry):
     first = conn(user_id=7)
-    assert await any_registry.acquire(first, limit=1)
+    assert await any_registry.acquire(first, Limits(per_user=1)) is None
 
     await any_registry.release(first.conn_id)
 
     assert (await any_registry.status()).active_connections == 0
-    assert await any_registry.acquire(conn(user_id=7), limit=1)
+    assert await any_registry.acquire(conn(user_id=7), Limits(per_user=1)) is None
 
 
 async def test_releasing_an_unknown_connection_changes_nothing(any_registry):
-    assert await any_registry.acquire(conn(), limit=None)
+    assert await any_registry.acquire(conn(), Limits()) is None
 
     await any_registry.release("no-such-connection")
 
@@ -169,7 +171,7 @@ async def test_releasing_an_unknown_connection_changes_nothing(any_registry):
 async def test_subscription_counts_add_up_across_connections(any_registry):
     first, second = conn(user_id=7), conn(user_id=None, endpoint="market")
     for each in (first, second):
-        assert await any_registry.acquire(each, limit=None)
+        assert await any_registry.acquire(each, Limits()) is None
 
     await any_registry.set_subscriptions(first.conn_id, 3)
     await any_registry.set_subscriptions(second.conn_id, 4)
@@ -179,7 +181,7 @@ async def test_subscription_counts_add_up_across_connections(any_registry):
 
 
 async def test_subscriptions_of_an_unknown_connection_are_ignored(any_registry):
-    assert await any_registry.acquire(conn(), limit=None)
+    assert await any_registry.acquire(conn(), Limits()) is None
 
     await any_registry.set_subscriptions("no-such-connection", 9)
 
@@ -189,7 +191,7 @@ async def test_subscriptions_of_an_unknown_connection_are_ignored(any_registry):
 
 async def test_a_released_connection_no_longer_counts_its_subscriptions(any_registry):
     held = conn()
-    assert await any_registry.acquire(held, limit=None)
+    assert await any_registry.acquire(held, Limits()) is None
     await any_registry.set_subscriptions(held.conn_id, 5)
 
     await any_registry.release(held.conn_id)
@@ -198,14 +200,93 @@ async def test_a_released_connection_no_longer_counts_its_subscriptions(any_regi
     assert (await any_registry.status()).total_subscriptions == 0
 
 
+# --- both registries: the per-address limit ------------------------------------------------------
+
+
+async def test_an_address_over_its_limit_is_refused_as_address_and_nothing_is_registered(any_registry):
+    for _ in range(2):
+        assert await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=2)) is None
+
+    refused = await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=2))
+
+    assert refused == "address"
+    assert (await any_registry.status()).active_connections == 2
+
+
+async def test_the_address_limit_is_per_address(any_registry):
+    assert await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=1)) is None
+
+    assert await any_registry.acquire(conn(user_id=None, address="192.0.2.10"), Limits(per_address=1)) is None
+    assert await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=1)) == "address"
+
+
+async def test_the_address_limit_counts_every_user_and_anonymous_connection_from_it(any_registry):
+    limits = Limits(per_user=5, per_address=3)
+    assert await any_registry.acquire(conn(user_id=None, endpoint="market", address="192.0.2.9"), limits) is None
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.9"), limits) is None
+    assert await any_registry.acquire(conn(user_id=8, address="192.0.2.9"), limits) is None
+
+    assert await any_registry.acquire(conn(user_id=9, address="192.0.2.9"), limits) == "address"
+    assert (await any_registry.status()).user_connections == {"user_7": 1, "user_8": 1}
+
+
+async def test_a_connection_of_unknown_address_is_not_limited_by_address(any_registry):
+    for _ in range(3):
+        assert await any_registry.acquire(conn(user_id=None, address=None), Limits(per_address=1)) is None
+
+    assert (await any_registry.status()).active_connections == 3
+
+
+async def test_without_an_address_limit_an_address_may_hold_any_number_of_connections(any_registry):
+    for _ in range(4):
+        assert await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_user=1)) is None
+
+    assert (await any_registry.status()).active_connections == 4
+
+
+async def test_when_both_limits_are_full_the_user_limit_is_named(any_registry):
+    limits = Limits(per_user=1, per_address=1)
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.9"), limits) is None
+
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.9"), limits) == "user"
+
+
+async def test_a_user_with_room_is_refused_by_a_full_address_and_takes_no_user_place(any_registry):
+    limits = Limits(per_user=2, per_address=1)
+    assert await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), limits) is None
+
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.9"), limits) == "address"
+
+    for address in ("192.0.2.10", "192.0.2.11"):  # the refused attempt left both of the user's places free
+        assert await any_registry.acquire(conn(user_id=7, address=address), limits) is None
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.12"), limits) == "user"
+
+
+async def test_a_user_refused_by_its_own_limit_takes_no_address_place(any_registry):
+    limits = Limits(per_user=1, per_address=2)
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.9"), limits) is None
+    assert await any_registry.acquire(conn(user_id=7, address="192.0.2.9"), limits) == "user"
+
+    assert await any_registry.acquire(conn(user_id=8, address="192.0.2.9"), limits) is None
+
+
+async def test_a_released_connection_frees_its_address_place(any_registry):
+    first = conn(user_id=None, address="192.0.2.9")
+    assert await any_registry.acquire(first, Limits(per_address=1)) is None
+
+    await any_registry.release(first.conn_id)
+
+    assert await any_registry.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=1)) is None
+
+
 # --- Redis: what several instances share -----------------------------------------------------------
 
 
 async def test_two_instances_see_each_others_connections(redis_registries):
     one, two = redis_registries(), redis_registries()
     mine = conn(user_id=7, endpoint="trading")
-    assert await one.acquire(mine, limit=5)
-    assert await two.acquire(conn(user_id=None, endpoint="market"), limit=None)
+    assert await one.acquire(mine, Limits(per_user=5)) is None
+    assert await two.acquire(conn(user_id=None, endpoint="market"), Limits()) is None
     await one.set_subscriptions(mine.conn_id, 3)
 
     for each in (one, two):
@@ -219,19 +300,19 @@ async def test_two_instances_see_each_others_connections(redis_registries):
 async def test_the_per_user_limit_holds_across_instances(redis_registries):
     one, two = redis_registries(), redis_registries()
     first = conn(user_id=7)
-    assert await one.acquire(first, limit=2)
-    assert await one.acquire(conn(user_id=7), limit=2)
+    assert await one.acquire(first, Limits(per_user=2)) is None
+    assert await one.acquire(conn(user_id=7), Limits(per_user=2)) is None
 
-    assert await two.acquire(conn(user_id=7), limit=2) is False
+    assert await two.acquire(conn(user_id=7), Limits(per_user=2)) == "user"
 
     await one.release(first.conn_id)
-    assert await two.acquire(conn(user_id=7), limit=2)
+    assert await two.acquire(conn(user_id=7), Limits(per_user=2)) is None
 
 
 async def test_an_instance_cannot_release_another_instances_connection(redis_registries):
     one, two = redis_registries(), redis_registries()
     held = conn()
-    assert await one.acquire(held, limit=None)
+    assert await one.acquire(held, Limits()) is None
 
     await two.release(held.conn_id)
     await two.set_subscriptions(held.conn_id, 9)
@@ -242,7 +323,7 @@ async def test_an_instance_cannot_release_another_instances_connection(redis_reg
 
 async def test_entries_not_refreshed_expire_after_the_entry_ttl(redis_registries, clock):
     one = redis_registries()
-    assert await one.acquire(conn(), limit=None)
+    assert await one.acquire(conn(), Limits()) is None
 
     clock.advance(registry.ENTRY_TTL - 1)
     assert (await one.status()).active_connections == 1
@@ -252,8 +333,8 @@ async def test_entries_not_refreshed_expire_after_the_entry_ttl(redis_registries
 
 async def test_a_refreshed_entry_outlives_one_whose_instance_died(redis_registries, clock):
     alive, dead = redis_registries(), redis_registries()
-    assert await alive.acquire(conn(user_id=7, endpoint="trading"), limit=None)
-    assert await dead.acquire(conn(user_id=8, endpoint="market"), limit=None)
+    assert await alive.acquire(conn(user_id=7, endpoint="trading"), Limits()) is None
+    assert await dead.acquire(conn(user_id=8, endpoint="market"), Limits()) is None
 
     clock.advance(registry.ENTRY_TTL - 1)
     await alive.refresh()  # `dead` never refreshes again
@@ -267,7 +348,7 @@ async def test_a_refreshed_entry_outlives_one_whose_instance_died(redis_registri
 async def test_a_refresh_keeps_the_subscription_count(redis_registries, clock):
     one = redis_registries()
     held = conn()
-    assert await one.acquire(held, limit=None)
+    assert await one.acquire(held, Limits()) is None
     await one.set_subscriptions(held.conn_id, 4)
 
     clock.advance(registry.ENTRY_TTL - 1)
@@ -279,23 +360,53 @@ async def test_a_refresh_keeps_the_subscription_count(redis_registries, clock):
 
 async def test_an_expired_entry_no_longer_counts_against_the_user_limit(redis_registries, clock):
     dead, alive = redis_registries(), redis_registries()
-    assert await dead.acquire(conn(user_id=7), limit=1)
-    assert await alive.acquire(conn(user_id=7), limit=1) is False
+    assert await dead.acquire(conn(user_id=7), Limits(per_user=1)) is None
+    assert await alive.acquire(conn(user_id=7), Limits(per_user=1)) == "user"
 
     clock.advance(registry.ENTRY_TTL + 1)
 
-    assert await alive.acquire(conn(user_id=7), limit=1)
+    assert await alive.acquire(conn(user_id=7), Limits(per_user=1)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_subscriptions HSETs the info of an entry status() already swept (its refresh failed), without "
-    "putting it back in the expiry index; if its process then dies before the next refresh, nothing ever sweeps it",
-)
+async def test_the_per_address_limit_holds_across_instances(redis_registries):
+    one, two = redis_registries(), redis_registries()
+    first = conn(user_id=None, endpoint="market", address="192.0.2.9")
+    assert await one.acquire(first, Limits(per_address=2)) is None
+    assert await two.acquire(conn(user_id=7, address="192.0.2.9"), Limits(per_address=2)) is None
+
+    assert await one.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=2)) == "address"
+    assert await two.acquire(conn(user_id=8, address="192.0.2.9"), Limits(per_address=2)) == "address"
+    assert await two.acquire(conn(user_id=None, address="192.0.2.10"), Limits(per_address=2)) is None
+
+    await one.release(first.conn_id)
+    assert await two.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=2)) is None
+
+
+async def test_an_expired_entry_no_longer_counts_against_the_address_limit(redis_registries, clock):
+    dead, alive = redis_registries(), redis_registries()
+    assert await dead.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=1)) is None
+    assert await alive.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=1)) == "address"
+
+    clock.advance(registry.ENTRY_TTL + 1)
+
+    assert await alive.acquire(conn(user_id=None, address="192.0.2.9"), Limits(per_address=1)) is None
+
+
+async def test_a_refreshed_entry_keeps_its_address_place(redis_registries, clock):
+    one, other = redis_registries(), redis_registries()
+    assert await one.acquire(conn(user_id=7, address="192.0.2.9"), Limits(per_address=1)) is None
+
+    clock.advance(registry.ENTRY_TTL - 1)
+    await one.refresh()
+    clock.advance(2)
+
+    assert await other.acquire(conn(user_id=8, address="192.0.2.9"), Limits(per_address=1)) == "address"
+
+
 async def test_an_entry_swept_while_its_refresh_failed_does_not_come_back_for_ever(redis_registries, clock):
     flaky, other = redis_registries(), redis_registries()
     held = conn()
-    assert await flaky.acquire(held, limit=None)
+    assert await flaky.acquire(held, Limits()) is None
     clock.advance(registry.ENTRY_TTL + 1)  # `flaky` could not refresh (Redis away for a moment)
     assert (await other.status()).active_connections == 0  # swept
 
@@ -308,7 +419,7 @@ async def test_an_entry_swept_while_its_refresh_failed_does_not_come_back_for_ev
 async def test_a_shorter_entry_ttl_expires_entries_sooner(redis_registries, clock, monkeypatch):
     monkeypatch.setattr(registry, "ENTRY_TTL", 2.0)
     one = redis_registries()
-    assert await one.acquire(conn(), limit=None)
+    assert await one.acquire(conn(), Limits()) is None
 
     clock.advance(3)
 
@@ -344,7 +455,7 @@ async def test_the_refresher_runs_every_refresh_interval_and_survives_a_failed_r
 
     with caplog.at_level(logging.WARNING, logger=registry.__name__):
         held = conn()
-        assert await one.acquire(held, limit=None)
+        assert await one.acquire(held, Limits()) is None
         await asyncio.wait_for(refreshed_after_a_failure.wait(), TIMEOUT)
 
     assert "could not refresh connection registry" in caplog.text
@@ -356,12 +467,12 @@ async def test_a_new_connection_restarts_a_refresher_that_has_ended(redis_regist
     monkeypatch.setattr(registry, "REFRESH_EVERY", 0.0)
     one = redis_registries()
     first = conn()
-    assert await one.acquire(first, limit=None)
+    assert await one.acquire(first, Limits()) is None
     ended = one._refresher
     await one.release(first.conn_id)
     await asyncio.wait_for(ended, TIMEOUT)
 
-    assert await one.acquire(conn(), limit=None)
+    assert await one.acquire(conn(), Limits()) is None
 
     assert one._refresher is not ended
     assert not one._refresher.done()
@@ -388,3 +499,94 @@ def test_with_redis_the_registry_is_shared_in_redis(no_registry_yet, settings):
     settings.APP = dataclasses.replace(settings.APP, redis_url="redis://127.0.0.1:6379/10")  # not connected yet
 
     assert isinstance(get_registry(), RedisRegistry)
+
+
+# --- sweeping and the cached /ws/status figures ----------------------------------------------------
+
+
+async def test_a_sweep_forgets_the_entries_of_processes_that_stopped_refreshing(redis_registries, clock):
+    alive, dead = redis_registries(), redis_registries()
+    assert await dead.acquire(conn(user_id=8), Limits()) is None
+    assert await dead.acquire(conn(user_id=9), Limits()) is None
+    clock.advance(registry.ENTRY_TTL - 1)
+    assert await alive.acquire(conn(user_id=7), Limits()) is None
+    clock.advance(2)
+
+    assert await alive.sweep() == 2
+    assert await alive.sweep() == 0
+    assert (await alive.status()).user_connections == {"user_7": 1}
+
+
+async def test_the_refresher_also_sweeps_dead_processes_entries(redis_registries, clock, monkeypatch):
+    monkeypatch.setattr(registry, "REFRESH_EVERY", 0.0)
+    alive, dead = redis_registries(), redis_registries()
+    assert await dead.acquire(conn(user_id=8), Limits()) is None
+    dead._refresher.cancel()  # its process died
+    with contextlib.suppress(asyncio.CancelledError):
+        await dead._refresher
+    clock.advance(registry.ENTRY_TTL + 1)
+    swept = asyncio.Event()
+    real_sweep = alive.sweep
+
+    async def sweep() -> int:
+        count = await real_sweep()
+        if count:
+            swept.set()
+        return count
+
+    alive.sweep = sweep
+    assert await alive.acquire(conn(user_id=7), Limits()) is None  # starts the refresher
+    await asyncio.wait_for(swept.wait(), TIMEOUT)
+
+    client = aioredis.Redis.from_url(alive._url, decode_responses=True)
+    info = await client.hgetall(alive._key("info"))
+    await client.aclose()
+    assert [value.split("|")[1] for value in info.values()] == ["7"]
+
+
+async def test_status_now_gives_the_same_figures_as_status(any_registry):
+    held = conn(user_id=7)
+    assert await any_registry.acquire(held, Limits()) is None
+    assert await any_registry.acquire(conn(user_id=None, endpoint="market"), Limits()) is None
+    await any_registry.set_subscriptions(held.conn_id, 3)
+
+    now = await asyncio.to_thread(any_registry.status_now)  # from a worker thread, as /ws/status does
+
+    assert now == await any_registry.status()
+    assert (now.active_connections, now.total_subscriptions) == (2, 3)
+
+
+async def test_status_now_sweeps_expired_entries_too(redis_registries, clock):
+    one = redis_registries()
+    assert await one.acquire(conn(), Limits()) is None
+    clock.advance(registry.ENTRY_TTL + 1)
+
+    assert (await asyncio.to_thread(one.status_now)).active_connections == 0
+    assert await one.acquire(conn(), Limits()) is None
+    assert (await asyncio.to_thread(one.status_now)).active_connections == 1  # its one blocking client again
+    one._sync_client.close()
+
+
+class CountingRegistry:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def status_now(self) -> Status:
+        self.calls += 1
+        return Status(active_connections=self.calls, total_subscriptions=0)
+
+
+def test_the_status_figures_are_computed_at_most_every_status_max_age(monkeypatch):
+    counting, moment = CountingRegistry(), [100.0]
+    monkeypatch.setattr(registry, "_registry", counting)
+    monkeypatch.setattr(registry, "_status_cache", None)
+    monkeypatch.setattr(registry.time, "monotonic", lambda: moment[0])
+
+    first = registry.cached_status()
+    moment[0] += registry.STATUS_MAX_AGE
+    again = registry.cached_status()
+    moment[0] += 0.001
+    later = registry.cached_status()
+
+    assert (first.active_connections, again.active_connections, later.active_connections) == (1, 1, 2)
+    assert counting.calls == 2
