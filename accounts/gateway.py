@@ -7,6 +7,7 @@ that channel has no snapshot.
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from accounts import selectors
 from realtime import providers
@@ -14,7 +15,11 @@ from realtime import providers
 
 @database_sync_to_async
 def orders_snapshot(user_id: int) -> list[dict]:
-    return selectors.open_order_messages(user_id=user_id)
+    """Open orders, and those finished within the recovery window (a client that could not resume)."""
+    app = settings.APP
+    return selectors.order_snapshot_messages(
+        user_id=user_id, finished_within=app.ws_history_ttl, finished_at_most=app.ws_history_size
+    )
 
 
 @database_sync_to_async

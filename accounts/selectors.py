@@ -7,10 +7,10 @@ for subscribe-then-snapshot; the consumer calls them through database_sync_to_as
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts import bots as bot_logic
 from accounts import matching
@@ -148,6 +148,22 @@ def order_update_fields(order: Order) -> dict:
 def open_order_messages(*, user_id: int) -> list[dict]:
     """One order_update per open order of the user (new or partially filled), oldest first."""
     orders = Order.objects.filter(owner_id=user_id, status__in=Order.OPEN_STATUSES).order_by("id")
+    return [protocol.order_update(**order_update_fields(order)) for order in orders]
+
+
+def order_snapshot_messages(*, user_id: int, finished_within: float, finished_at_most: int) -> list[dict]:
+    """The `orders` channel's state: every open order, and the orders that finished (filled,
+    canceled, rejected) within the history window, oldest first. A client that could not resume
+    still learns what became of the orders it knew."""
+    since = datetime.now(UTC) - timedelta(seconds=finished_within)
+    finished = (
+        Order.objects.filter(owner_id=user_id, updated_at__gte=since)
+        .exclude(status__in=Order.OPEN_STATUSES)
+        .order_by("-updated_at", "-id")
+        .values_list("id", flat=True)[:finished_at_most]
+    )
+    wanted = Q(status__in=Order.OPEN_STATUSES) | Q(id__in=list(finished))
+    orders = Order.objects.filter(wanted, owner_id=user_id).order_by("id")
     return [protocol.order_update(**order_update_fields(order)) for order in orders]
 
 

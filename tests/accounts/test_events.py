@@ -190,3 +190,17 @@ async def test_snapshots_list_open_orders_the_portfolio_and_bots(alice):
     ]
     [bot] = await in_thread(selectors.bot_status_messages)(user_id=alice.pk)
     assert bot["type"] == "bot_status" and bot["status"] == "stopped"
+
+
+async def test_the_orders_snapshot_also_lists_orders_finished_within_the_window(alice):
+    set_price("BTCUSDT", "50000")
+    filled = await in_thread(place)(alice, "buy", "0.1")
+    resting = await in_thread(place)(alice, "buy", "0.1", price="40000")
+    within = await in_thread(selectors.order_snapshot_messages)(
+        user_id=alice.pk, finished_within=900, finished_at_most=1000
+    )
+    outside = await in_thread(selectors.order_snapshot_messages)(
+        user_id=alice.pk, finished_within=900, finished_at_most=0
+    )
+    assert [(m["order_id"], m["status"]) for m in within] == [(str(filled.pk), "filled"), (str(resting.pk), "new")]
+    assert [(m["order_id"], m["status"]) for m in outside] == [(str(resting.pk), "new")]
