@@ -3,7 +3,7 @@
 `sync_symbols` replaces them with the exchange's current values; these are what
 `GET https://api.binance.com/api/v3/exchangeInfo` listed for each symbol's PRICE_FILTER (tickSize),
 LOT_SIZE (stepSize) and NOTIONAL (minNotional). The local exchange simulator uses the same ticks
-and steps (marketdata/simulated_market.py), so the demo refuses a price off its tick either way.
+and steps (marketdata/exchange_model.py), so the demo refuses a price off its tick either way.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
-from marketdata.simulated_market import PROFILES
 
 from accounts import services as account_services
 from accounts.exceptions import InvalidInput
 from accounts.models import Order
 from marketdata import latest, services
+from marketdata.exchange_model import PROFILES
 from marketdata.known_symbols import KNOWN_SYMBOLS
 from marketdata.models import Symbol
 
