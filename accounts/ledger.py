@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from accounts.money import WIDE, ZERO, plain, quantize_down, quantize_up
+from realtime.protocol import Side
 
-BUY = "buy"
-SELL = "sell"
+BUY, SELL = Side.BUY.value, Side.SELL.value  # the wire contract's words (realtime.protocol)
 
 
 class Shortfall(Exception):

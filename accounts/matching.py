@@ -19,9 +19,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from accounts.money import ZERO, quantize
+from realtime.protocol import Side
 
-BUY = "buy"
-SELL = "sell"
+BUY, SELL = Side.BUY.value, Side.SELL.value  # the wire contract's words (realtime.protocol)
 
 Level = tuple[Decimal, Decimal]  # (price, quantity)
 

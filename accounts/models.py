@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 
 from accounts.money import DECIMAL_PLACES, MAX_DIGITS, from_sortable, to_sortable
+from realtime import protocol
 
 
 class AmountField(models.DecimalField):
@@ -64,8 +65,8 @@ def _amount(**kwargs) -> AmountField:
 
 
 class Side(models.TextChoices):
-    BUY = "buy"
-    SELL = "sell"
+    BUY = protocol.Side.BUY.value, "Buy"
+    SELL = protocol.Side.SELL.value, "Sell"
 
 
 class Balance(models.Model):

@@ -26,6 +26,8 @@ from decimal import (
     localcontext,
 )
 
+from realtime import protocol
+
 MAX_DIGITS = 30
 DECIMAL_PLACES = 12
 PLACES = Decimal(1).scaleb(-DECIMAL_PLACES)  # 1E-12
@@ -129,9 +131,9 @@ def round_down_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 
 def plain(value: Decimal) -> str:
-    """A Decimal in plain notation without trailing zeros, for messages meant for people."""
-    text = format(value.normalize(), "f")
-    return "0" if text in {"-0", ""} else text
+    """A Decimal in plain notation without trailing zeros, for messages meant for people: the same
+    text the wire carries (realtime.protocol.decimal_str, the one definition)."""
+    return protocol.decimal_str(value)
 
 
 # --- storage on SQLite ------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from decimal import Decimal
 
 from accounts.ledger import fill_value
 from accounts.money import ZERO, quantize, wide
+from realtime.protocol import Side
 
-BUY = "buy"
-SELL = "sell"
+BUY, SELL = Side.BUY.value, Side.SELL.value  # the wire contract's words (realtime.protocol)
 STARTING_CASH = Decimal("100000")
 CASH_CURRENCY = "USDT"
 

@@ -15,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 import orjson
 from django.core.cache import cache
 
+from realtime.protocol import Stream
+
 # A price older than this is no price: a market order is refused rather than filled at a stale price.
 PRICE_TTL_SECONDS = 300
 SNAPSHOT_TTL_SECONDS = 120
@@ -85,7 +87,7 @@ def last_trade_price(symbol: str) -> Decimal | None:
 
 async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
     """Keep the newest encoded frame of a stateful stream (ticker, orderbook) for new subscribers."""
-    ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == "orderbook" else SNAPSHOT_TTL_SECONDS
+    ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == Stream.ORDERBOOK else SNAPSHOT_TTL_SECONDS
     await cache.aset(_snapshot_key(stream, symbol), text, ttl)
 
 
@@ -116,7 +118,7 @@ def _levels(raw: object) -> tuple[tuple[Decimal, Decimal], ...]:
 
 def order_book(symbol: str) -> StoredBook | None:
     """The stored order book of a symbol (the frame /ws/market subscribers get), or None if none is current."""
-    raw = cache.get(_snapshot_key("orderbook", symbol))
+    raw = cache.get(_snapshot_key(Stream.ORDERBOOK, symbol))
     if raw is None:
         return None
     try:
@@ -130,4 +132,4 @@ def order_book(symbol: str) -> StoredBook | None:
 
 def store_book_frame(symbol: str, text: str) -> None:
     """Store an encoded orderbook frame (the worker does this asynchronously; tests and tools use this)."""
-    cache.set(_snapshot_key("orderbook", symbol), text, BOOK_SNAPSHOT_TTL_SECONDS)
+    cache.set(_snapshot_key(Stream.ORDERBOOK, symbol), text, BOOK_SNAPSHOT_TTL_SECONDS)

@@ -46,6 +46,7 @@ from marketdata.normalize import (
 from marketdata.orderbook import OrderBook, Outcome
 from marketdata.rest import fetch_depth
 from realtime import protocol, publish
+from realtime.protocol import Stream
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class MarketDataWorker:
         task = self._syncing.pop(symbol, None)
         if task is not None:
             task.cancel()
-        self._spawn(latest.aclear_snapshot("orderbook", symbol))
+        self._spawn(latest.aclear_snapshot(Stream.ORDERBOOK, symbol))
 
     # --- frames -----------------------------------------------------------------------------------
 
@@ -289,7 +290,7 @@ class MarketDataWorker:
                 await latest.arecord_trade_price(event.symbol, message["price"])
             frame = await publish.aprepare_market(message)
             if event.kind != "trade":
-                await latest.astore_snapshot("ticker", event.symbol, frame.text)
+                await latest.astore_snapshot(Stream.TICKER, event.symbol, frame.text)
             await publish.asend_market(frame)
         except Exception:
             if (failures := self._publish_failures.due()) is not None:
@@ -325,7 +326,7 @@ class MarketDataWorker:
         self.resyncs[symbol] += 1
         self._dirty.discard(symbol)
         logger.warning("%s order book lost sync (%s); fetching a new snapshot", symbol, reason)
-        self._spawn(latest.aclear_snapshot("orderbook", symbol))
+        self._spawn(latest.aclear_snapshot(Stream.ORDERBOOK, symbol))
 
     def reset_books(self, symbols: Iterable[str]) -> None:
         """The stream was interrupted: these books missed events and must sync again from scratch."""
@@ -338,7 +339,7 @@ class MarketDataWorker:
             task = self._syncing.pop(symbol, None)
             if task is not None:
                 task.cancel()
-            self._spawn(latest.aclear_snapshot("orderbook", symbol))
+            self._spawn(latest.aclear_snapshot(Stream.ORDERBOOK, symbol))
 
     async def _sync_book(self, symbol: str) -> None:
         """Fetch REST snapshots until the book is in sync (Binance's steps 3 to 5)."""
@@ -393,7 +394,7 @@ class MarketDataWorker:
             )
             frame = await publish.aprepare_market(message)
             self._book_frames[symbol] = (frame.text, time.monotonic())
-            await latest.astore_snapshot("orderbook", symbol, frame.text)
+            await latest.astore_snapshot(Stream.ORDERBOOK, symbol, frame.text)
             await publish.asend_market(frame)
         await self._restore_quiet_books()
 
@@ -406,7 +407,7 @@ class MarketDataWorker:
                 self._book_frames.pop(symbol, None)
             elif now - stored_at > BOOK_RESTORE_EVERY:
                 self._book_frames[symbol] = (text, now)
-                await latest.astore_snapshot("orderbook", symbol, text)
+                await latest.astore_snapshot(Stream.ORDERBOOK, symbol, text)
 
     # --- status -----------------------------------------------------------------------------------
 

@@ -38,6 +38,13 @@ class Endpoint(StrEnum):
     MARKET = "market"
 
 
+class Side(StrEnum):
+    """An order's or a trade's side (a trade's: the taker's)."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
 class Stream(StrEnum):
     TICKER = "ticker"
     TRADES = "trades"
@@ -554,7 +561,7 @@ def ticker(**fields: Any) -> dict:
 
 
 def trade(**fields: Any) -> dict:
-    if fields.get("side") not in {"buy", "sell"}:
+    if fields.get("side") not in set(Side):
         raise ValueError(f"side must be buy or sell, not {fields.get('side')!r}")
     return Trade(**fields).as_message()
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
+from realtime import protocol
+
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 INSECURE_DEV_KEY = "insecure-dev-key-only-for-DJANGO_DEBUG-on"
 YEAR = 365 * 24 * 3600  # HSTS max-age once TLS is on: what `check --deploy` and browsers' lists expect
-SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")  # as clients may name them (realtime.protocol)
 
 
 def _bool(env: dict, name: str, default: bool) -> bool:
@@ -70,7 +70,7 @@ def _rate(env: dict, name: str, default: str) -> Decimal:
 
 def _symbols(env: dict, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     symbols = tuple(s.upper() for s in _list(env, name, default))
-    malformed = [s for s in symbols if not SYMBOL_PATTERN.fullmatch(s)]
+    malformed = [s for s in symbols if not protocol.SYMBOL_PATTERN.fullmatch(s)]
     if malformed:
         raise ImproperlyConfigured(f"{name}: malformed symbol(s) {', '.join(malformed)}; use e.g. BTCUSDT")
     return symbols

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.cache import cache
 
 from marketdata import status
@@ -42,14 +43,14 @@ def test_stale_when_disconnected_or_silent_or_never_heard(connected, seconds_ago
 
 
 def test_a_live_worker_record_is_shown_with_its_age():
-    status.write_status(record(seconds_ago=2.5))
+    async_to_sync(status.awrite_status)(record(seconds_ago=2.5))
 
     shown = status.read_status(NOW)
     assert shown["connected"] is True and shown["stale"] is False and shown["data_age_seconds"] == 2.5
 
 
 def test_after_the_worker_is_gone_its_source_and_simulated_flag_remain_and_the_data_is_stale():
-    status.write_status(record(seconds_ago=0))
+    async_to_sync(status.awrite_status)(record(seconds_ago=0))
     cache.delete(status.STATUS_KEY)  # what its expiry does once the worker stops writing
 
     shown = status.read_status(NOW)
