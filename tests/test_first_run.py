@@ -9,8 +9,8 @@ import socket
 
 import pytest
 from django.core.management.base import CommandError
-from realtime.management.commands.serve import check_can_listen
 
+from tradingsite.management.commands.serve import check_can_listen
 from tradingsite.unknown_path import NOT_FOUND_CODE, not_found_frame
 
 
