@@ -54,15 +54,15 @@ export class AccountPanel {
 
   /** Load what REST knows (order history, bots, portfolio); the socket keeps it live afterwards. */
   async load() {
-    const [orders, bots, portfolio] = await Promise.allSettled([
+    const [orders, bots, holdings] = await Promise.allSettled([
       this.session.api("GET", "/api/orders/"),
       this.session.api("GET", "/api/bots/"),
       this.session.api("GET", "/api/portfolio/"),
     ]);
     if (orders.status === "fulfilled") for (const order of listOf(orders.value)) this._mergeOrder(fromRest(order));
     if (bots.status === "fulfilled") for (const bot of listOf(bots.value)) this._mergeBot(fromRestBot(bot));
-    if (portfolio.status === "fulfilled" && portfolio.value && !this.portfolio) this._renderPortfolio(portfolio.value);
-    const failed = [orders, bots, portfolio].find((result) => result.status === "rejected");
+    if (holdings.status === "fulfilled" && holdings.value && !this.portfolio) this._renderPortfolio(holdings.value);
+    const failed = [orders, bots, holdings].find((result) => result.status === "rejected");
     if (failed) toast("Could not load your account", failed.reason.message, "warning");
     this._renderOrders();
     this._renderBots();
@@ -245,7 +245,7 @@ export class AccountPanel {
     }
     const details = byId("portfolio-details");
     const figures = [
-      ["Cash", portfolio?.cash ?? portfolio?.cash_balance],
+      ["Cash", portfolio?.cash],
       ["Unrealised PnL", portfolio?.unrealized_pnl],
       ["Realised PnL", portfolio?.realized_pnl],
       ["Fees paid", portfolio?.fees],
@@ -264,8 +264,8 @@ export class AccountPanel {
     }
     body.replaceChildren(
       ...positions.map((position) => {
-        const pnl = position.unrealized_pnl ?? position.pnl;
-        const value = position.market_value ?? position.value ?? position.notional;
+        const pnl = position.unrealized_pnl;
+        const value = position.market_value;
         return h(
           "tr",
           { dataset: { symbol: position.symbol } },
