@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from realtime import admission, flow, groups, metrics, protocol, session
-from realtime.dispatch import dispatch_in_order
+from realtime.dispatch import OVERFLOW, dispatch_in_order
 from realtime.protocol import Endpoint
 from realtime.providers import providers
 from realtime.registry import Connection
@@ -46,7 +46,7 @@ class GatewayConsumer(AsyncConsumer):
         conn = Connection(uuid.uuid4().hex, str(self.endpoint), None)
         self.runner = Runner(self.session, conn, send, channel_names, flow.backlog_probe(send), loop)
         try:
-            await dispatch_in_order(receivers, self.dispatch, self.layer_messages)
+            await dispatch_in_order(receivers, self.dispatch, self.layer_messages, 2 * limits.burst)
         except StopConsumer:
             pass
         finally:
@@ -83,6 +83,10 @@ class GatewayConsumer(AsyncConsumer):
             logger.exception("request failed on %s", self.endpoint)
             await self.runner.run(self.session.internal_error())
 
+    async def websocket_overflow(self, message):
+        """The client sent frames faster than they could be handled, past the bound: a flood."""
+        await self.runner.run(self.session.flooded())
+
     async def websocket_disconnect(self, message):
         raise StopConsumer
 
@@ -103,6 +107,7 @@ _EVENT_HANDLERS = {
     "websocket.connect": GatewayConsumer.websocket_connect,
     "websocket.receive": GatewayConsumer.websocket_receive,
     "websocket.disconnect": GatewayConsumer.websocket_disconnect,
+    OVERFLOW: GatewayConsumer.websocket_overflow,
     protocol.MARKET_EVENT: GatewayConsumer.layer_message,
     protocol.USER_EVENT: GatewayConsumer.layer_message,
     protocol.REVOKED_EVENT: GatewayConsumer.layer_message,

@@ -13,19 +13,36 @@ import dataclasses
 from realtime import metrics
 from realtime.inbox import Inbox
 
+OVERFLOW = "websocket.overflow"  # the client's frames piled up past the bound: it is flooding
 
-async def dispatch_in_order(sources: list, dispatch, dispatch_layer_events=None) -> None:
+
+async def dispatch_in_order(sources: list, dispatch, dispatch_layer_events=None, max_waiting_frames=None) -> None:
     """Dispatch events from every source one at a time, in arrival order, until a handler raises.
 
     With `dispatch_layer_events`, channel-layer events that are already waiting together are handed
     over in one call (so a batched connection can write them as one frame); nothing waits for more.
+    With `max_waiting_frames`, at most that many client frames wait in front of the flood guard: past
+    it they are dropped and one OVERFLOW event is handed over instead, so a flood cannot grow memory.
     """
     inbox = Inbox()
+    waiting = [0]  # client frames in the inbox
+
+    def put_client_frame(event) -> None:
+        if max_waiting_frames is not None and waiting[0] >= max_waiting_frames:
+            if waiting[0] == max_waiting_frames:
+                inbox.put({"type": OVERFLOW})
+                waiting[0] += 1  # one OVERFLOW until the dispatcher catches up
+            return
+        waiting[0] += 1
+        inbox.put(event)
 
     async def pump(source) -> None:
         try:
             while True:
-                if inbox.put(await source()):
+                event = await source()
+                if isinstance(event, dict) and event.get("type") == "websocket.receive":
+                    put_client_frame(event)
+                elif inbox.put(event):
                     metrics.INBOX_CONFLATIONS.inc()
         except asyncio.CancelledError:
             raise
@@ -38,6 +55,8 @@ async def dispatch_in_order(sources: list, dispatch, dispatch_layer_events=None)
             event = await inbox.get()
             if isinstance(event, _Failed):
                 raise event.error
+            if isinstance(event, dict) and event.get("type") in ("websocket.receive", OVERFLOW):
+                waiting[0] = max(0, waiting[0] - 1)
             more = inbox.take_ready(_from_a_layer) if dispatch_layer_events and _from_a_layer(event) else []
             if more:
                 await dispatch_layer_events([event, *more])

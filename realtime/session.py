@@ -200,6 +200,10 @@ class Session:
             metrics.MESSAGES_IN.labels(type="invalid").inc()
             return self.error(exc)
 
+    def flooded(self) -> list[Action]:
+        """More frames arrived than wait in front of the flood guard: close as a flood (4029)."""
+        return self._flooded(Verdict.CLOSE)
+
     def _flooded(self, verdict: Verdict) -> list[Action]:
         text = f"Rate limit exceeded: at most {self.limits.rate_per_second:g} messages a second"
         if verdict is Verdict.CLOSE:

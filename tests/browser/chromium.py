@@ -56,7 +56,28 @@ def start(profile_dir: Path, log_path: Path | None = None):
     service = Service(executable_path=CHROMEDRIVER, log_output=str(log_path) if log_path else os.devnull)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
+    # Every text frame the page's sockets receive is kept for the wire-contract check (tests/schema.py).
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_FRAMES})
     return driver
+
+
+RECORD_FRAMES = """
+window.__frames = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (event) => {
+      if (typeof event.data === "string" && window.__frames.length < 5000) window.__frames.push(event.data);
+    });
+  }
+};
+"""
+
+
+def received_frames(driver) -> list[str]:
+    """The text frames the current page's sockets received (since it loaded), then forgotten."""
+    return driver.execute_script("const f = window.__frames || []; window.__frames = []; return f;") or []
 
 
 def console_entries(driver) -> list[dict]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.browser import chromium
 from tests.integration.harness import ROOT
+from tests.schema import check_frame
 from tests.tools import live
 
 # Databases of its own, not the integration tests' (8, 9) or the benchmark's (11); the first one no
@@ -49,6 +52,21 @@ def driver(tmp_path_factory):
     web = chromium.start(workdir / "profile", workdir / "chromedriver.log")
     yield web
     web.quit()
+
+
+@pytest.fixture(autouse=True)
+def frames_on_the_contract(request):
+    """Every frame the page received during the test passes the wire-contract check."""
+    yield
+    web = request.node.funcargs.get("driver") if hasattr(request.node, "funcargs") else None
+    if web is None:
+        return
+    try:
+        frames = chromium.received_frames(web)
+    except Exception:  # the page is gone (a test that quit or navigated away): nothing to check
+        return
+    for text in frames:
+        check_frame(json.loads(text))
 
 
 @pytest.fixture(autouse=True)
