@@ -1581,6 +1581,40 @@ def test_a_gap_filled_after_a_later_gap_never_moves_the_position_back():
     assert s.event(seq_event(7), 0) == []  # the second fill brings it
 
 
+OLD_EPOCH_FILL_BUG = (
+    "gap_filled() overwrites `delivered` whenever the fill's epoch differs from the position's: a fill of "
+    "epoch E read back after a live event of the history's new epoch E2 arrived moves the position back "
+    "to (E, up_to), so the next repeat-subscribe ack reports a position of the lost history and the E2 "
+    "event already sent is sent again if it arrives once more"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=OLD_EPOCH_FILL_BUG)
+def test_a_fill_of_the_old_epoch_after_the_history_restarted_keeps_the_new_position():
+    s = trading()
+    subscribe_channels(s, "orders", seq=3)
+    gap = s.event(seq_event(6), 0)[0]
+    assert kinds(s.event(seq_event(1, epoch="e2"), 0)) == [Send]  # the history was lost and began again
+
+    s.gap_filled(gap, [seq_text(4), seq_text(5), seq_text(6)])
+
+    assert s.delivered[UserSub("orders")] == ("e2", 1)
+
+
+def test_a_fill_for_a_channel_held_again_without_a_position_takes_the_fills_position():
+    s = trading()
+    subscribe_channels(s, "orders", seq=3)
+    gap = s.event(seq_event(6), 0)[0]
+    request(s, "unsubscribe", channels=["orders"])
+    request(s, "subscribe", channels=["orders"])  # its position load failed
+    s.internal_error()
+
+    actions = s.gap_filled(gap, [seq_text(4), seq_text(5), seq_text(6)])
+
+    assert [a.text for a in actions] == [seq_text(4), seq_text(5), seq_text(6)]
+    assert s.delivered[UserSub("orders")] == (EPOCH, 6)
+
+
 def test_events_one_at_a_time_with_a_gap_reach_the_client_in_order_once():
     s = trading()
     subscribe_channels(s, "orders", seq=3)
