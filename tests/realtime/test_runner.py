@@ -7,15 +7,16 @@ import asyncio
 import orjson
 import pytest
 
-from realtime import flow, metrics, protocol, recovery, runner
+from realtime import flow, groups, metrics, protocol, recovery, runner
 from realtime.fanout import _Frame, text_frame
 from realtime.protocol import Endpoint, Stream
 from realtime.providers import providers
 from realtime.registry import Connection
-from realtime.session import Limits, Loaded, LoadPositions, MarketSub, Session
+from realtime.session import FillGap, Limits, Loaded, LoadPositions, MarketSub, Session, UserSub
 from tests import messages
 
 EPOCH = "w1"
+USER_ID = 42
 BTC = MarketSub(Stream.TICKER, "BTCUSDT")
 GROUP = "market.ticker.btcusdt"
 ENABLED = frozenset({"BTCUSDT", "ETHUSDT"})
@@ -51,9 +52,11 @@ class Fanout:
 class World:
     """A runner on a real session, with the socket, the fan-out, the histories and the snapshots faked."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, endpoint: Endpoint = Endpoint.MARKET, heartbeat: float = 30.0
+    ) -> None:
         self.session = Session(
-            Endpoint.MARKET,
+            endpoint,
             Limits(
                 rate_per_second=100.0,
                 burst=100,
@@ -61,7 +64,7 @@ class World:
                 max_items_per_request=10,
                 max_subscriptions=10,
                 queue_size=10,
-                heartbeat_interval=30.0,
+                heartbeat_interval=heartbeat,
             ),
             loop.time(),
         )
@@ -70,8 +73,14 @@ class World:
         self.open = True
         self.buffered = 0
         self.fanout = Fanout()
+        user_id = USER_ID if endpoint is Endpoint.TRADING else None
         self.runner = runner.Runner(
-            self.session, Connection("c1", "market", None), self.send, {}, lambda: self.buffered, loop
+            self.session,
+            Connection("c1", str(endpoint), user_id),
+            self.send,
+            {groups.TRADING_LAYER: "trading!c1"},
+            lambda: self.buffered,
+            loop,
         )
 
     async def send(self, message: dict) -> None:
@@ -254,3 +263,138 @@ async def test_an_update_whose_answer_is_another_text_goes_through_the_runner(wo
 
     assert world.texts() == [event["text"]]
     assert world.raw == []
+
+
+# --- the rest of the session's actions ------------------------------------------------------------------------
+
+
+class Layer:
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str, str]] = []
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.changes.append(("add", group, channel))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.changes.append(("discard", group, channel))
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    async def set_subscriptions(self, conn_id: str, count: int) -> None:
+        self.calls.append(("subscriptions", conn_id, count))
+
+    async def release(self, conn_id: str) -> None:
+        self.calls.append(("release", conn_id))
+
+
+@pytest.fixture
+async def trading(monkeypatch):
+    made = World(asyncio.get_running_loop(), Endpoint.TRADING)
+    made.session.admitted(USER_ID, None)
+    made.layer, made.registry = Layer(), Registry()
+    monkeypatch.setattr(runner, "get_fanout", lambda: made.fanout)
+    monkeypatch.setattr(runner, "get_channel_layer", lambda alias: made.layer)
+    monkeypatch.setattr(runner, "get_registry", lambda: made.registry)
+    return made
+
+
+async def test_a_channel_subscribe_joins_the_users_group_loads_the_position_acks_and_counts(trading, monkeypatch):
+    async def load(subs, since, user_id):
+        assert user_id == USER_ID
+        return [Loaded(sub, "e", 3) for sub in subs]
+
+    monkeypatch.setattr(recovery, "load", load)
+    trading.runner.registered = True
+
+    await trading.runner.run(trading.session.receive('{"type":"subscribe","channels":["risk_alerts"]}', 0, ENABLED))
+
+    assert trading.layer.changes == [("add", groups.user(USER_ID, "risk_alerts"), "trading!c1")]
+    (ack,) = [orjson.loads(text) for text in trading.texts()]
+    assert ack["positions"] == {"risk_alerts": {"epoch": "e", "seq": 3}}
+    assert trading.registry.calls == [("subscriptions", "c1", 1)]
+
+
+async def test_the_count_is_not_written_for_a_connection_that_holds_no_registry_place(trading):
+    await trading.runner.run(trading.session.receive('{"type":"unsubscribe","channels":["orders"]}', 0, ENABLED))
+
+    assert orjson.loads(trading.texts()[0])["type"] == "unsubscribed"
+    assert trading.registry.calls == []
+
+
+async def test_a_gap_is_read_back_and_handed_to_the_session(trading, monkeypatch):
+    session = trading.session
+    load = session.receive('{"type":"subscribe","channels":["risk_alerts"]}', 0, ENABLED)[1]
+    session.positions_loaded(load, [Loaded(UserSub("risk_alerts"), "e", 3)])
+    texts = [protocol.encode({**messages.risk_alert(), "seq": n}) for n in (4, 5)]
+    asked = []
+
+    async def gap(action, user_id):
+        asked.append((action, user_id))
+        return texts
+
+    monkeypatch.setattr(recovery, "gap", gap)
+    event = {"type": protocol.USER_EVENT, "text": "{}", "channel": "risk_alerts", "seq": 5, "epoch": "e"}
+
+    await trading.runner.run(session.event(event, 0))
+
+    assert asked == [(FillGap(UserSub("risk_alerts"), "e", 3, 5), USER_ID)]
+    assert trading.texts() == texts
+
+
+async def test_a_refresh_checks_the_token_and_answers(trading, monkeypatch):
+    checked = []
+    monkeypatch.setattr(runner, "validate_access_token", lambda token: checked.append(token) or (USER_ID, None, ""))
+
+    await trading.runner.run(trading.session.receive('{"type":"refresh","token":"t"}', 0, ENABLED))
+
+    assert checked == ["t"]
+    reply = orjson.loads(trading.texts()[0])
+    assert (reply["type"], reply["expires_at"]) == ("refreshed", "never")
+
+
+async def test_a_close_is_sent_after_its_error_frame(world):
+    await world.runner.run(world.session.close(4029, "bye"))
+
+    assert [message["type"] for message in world.sent] == ["websocket.send", "websocket.close"]
+    assert world.sent[1] == {"type": "websocket.close", "code": 4029, "reason": "bye"}
+
+
+async def test_keepalive_sends_a_heartbeat_after_a_silence_and_end_stops_it_and_leaves_everything(monkeypatch):
+    made = World(asyncio.get_running_loop(), Endpoint.TRADING, heartbeat=0.05)
+    made.session.admitted(USER_ID, None)
+    made.layer, made.registry = Layer(), Registry()
+    monkeypatch.setattr(runner, "get_fanout", lambda: made.fanout)
+    monkeypatch.setattr(runner, "get_channel_layer", lambda alias: made.layer)
+    monkeypatch.setattr(runner, "get_registry", lambda: made.registry)
+    made.session.receive('{"type":"subscribe_symbol","symbols":["BTCUSDT"]}', 0, ENABLED)
+    made.runner.registered = True
+    beat = asyncio.Event()
+
+    async def send(message: dict) -> None:
+        made.sent.append(message)
+        beat.set()
+
+    made.runner.send = send
+    made.runner.start_keepalive()
+    await asyncio.wait_for(beat.wait(), TIMEOUT)
+    assert orjson.loads(made.texts()[0])["type"] == "heartbeat"
+    (keepalive,) = made.runner.tasks
+
+    await made.runner.end()
+
+    await asyncio.gather(keepalive, return_exceptions=True)
+    assert keepalive.cancelled()
+    assert made.fanout.changes == [("leave", GROUP, made.runner)]
+    assert made.layer.changes == [("discard", groups.user_connections(USER_ID), "trading!c1")]
+    assert made.registry.calls == [("release", "c1")]
+    assert made.session.closed
+
+
+async def test_end_of_a_connection_that_was_refused_gives_back_no_place(trading):
+    await trading.runner.end()
+
+    assert trading.registry.calls == []
+    assert trading.layer.changes == [("discard", groups.user_connections(USER_ID), "trading!c1")]
