@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
 
 from realtime import flow, groups, metrics, protocol, recovery, runner
 from realtime.fanout import _Frame, text_frame
-from realtime.protocol import Endpoint, Stream
+from realtime.protocol import Code, Endpoint, Stream
 from realtime.providers import providers
 from realtime.registry import Connection
 from realtime.session import FillGap, Limits, Loaded, LoadPositions, MarketSub, Session, UserSub
@@ -398,3 +399,15 @@ async def test_end_of_a_connection_that_was_refused_gives_back_no_place(trading)
 
     assert trading.registry.calls == []
     assert trading.layer.changes == [("discard", groups.user_connections(USER_ID), "trading!c1")]
+
+
+async def test_keepalive_closes_a_connection_whose_token_expired_and_then_stops(trading):
+    trading.session.expires_at = time.time() - 1
+
+    trading.runner.start_keepalive()
+    (keepalive,) = trading.runner.tasks
+    await asyncio.wait_for(keepalive, TIMEOUT)  # ends by itself: nothing is due on a closed session
+
+    assert [message["type"] for message in trading.sent] == ["websocket.send", "websocket.close"]
+    assert orjson.loads(trading.texts()[0])["code"] == Code.AUTH_FAILED
+    assert trading.sent[1]["code"] == Code.AUTH_FAILED
