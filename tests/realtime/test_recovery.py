@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import orjson
 import pytest
 
-from realtime import history
+from realtime import history, recovery
 from realtime.history import MemoryHistory
 from realtime.protocol import Since, Stream
 from realtime.recovery import gap, key_of, load
@@ -171,3 +173,85 @@ async def test_a_gap_of_another_epoch_reads_as_nothing(store):
 
 async def test_a_gap_of_a_lost_history_reads_as_nothing(store):
     assert await gap(FillGap(ORDERS, "gone", 1, 3), USER_ID) == []
+
+
+# --- tickers and books: the position of the stored snapshot ------------------------------------------
+
+TICKER, BOOK = MarketSub(Stream.TICKER, "BTCUSDT"), MarketSub(Stream.ORDERBOOK, "ETHUSDT")
+
+
+class Worker:
+    """The market providers as the worker's stored snapshots and status record would answer."""
+
+    def __init__(self, snapshots: dict[str, str], epoch: str | None = "w1") -> None:
+        self.snapshots, self.status, self.asked, self.status_reads = snapshots, {"epoch": epoch}, [], 0
+
+    async def market_snapshots(self, stream, symbols) -> dict[str, str]:
+        self.asked.append((stream, symbols))
+        return {symbol: self.snapshots[symbol] for symbol in symbols if symbol in self.snapshots}
+
+    def market_status(self) -> dict:
+        self.status_reads += 1
+        return dict(self.status)
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """Fake market providers, a clean epoch cache and a monotonic clock the test moves."""
+    fake = Worker({})
+    monkeypatch.setattr(recovery.providers, "market_snapshots", fake.market_snapshots)
+    monkeypatch.setattr(recovery.providers, "market_status", fake.market_status)
+    monkeypatch.setattr(recovery, "_epoch_cache", None)
+    fake.now = 100.0
+    monkeypatch.setattr(recovery, "time", SimpleNamespace(monotonic=lambda: fake.now))
+    return fake
+
+
+def stored(symbol: str, seq: int) -> str:
+    return history.encode_with_seq(messages.ticker(symbol), seq)
+
+
+async def test_a_ticker_is_positioned_at_its_stored_snapshots_seq_in_the_worker_runs_epoch(worker):
+    worker.snapshots["BTCUSDT"] = stored("BTCUSDT", 41)
+
+    assert await recovery._state_position(TICKER) == Loaded(TICKER, "w1", 41)
+    assert worker.asked == [(Stream.TICKER, ("BTCUSDT",))]
+
+
+async def test_a_stream_without_a_stored_snapshot_yet_is_at_seq_0(worker):
+    assert await recovery._state_position(BOOK) == Loaded(BOOK, "w1", 0)
+
+
+async def test_a_stored_snapshot_without_a_seq_counts_as_0(worker):
+    worker.snapshots["BTCUSDT"] = orjson.dumps(messages.ticker("BTCUSDT")).decode()
+
+    assert await recovery._state_position(TICKER) == Loaded(TICKER, "w1", 0)
+
+
+async def test_without_a_running_worker_the_epoch_is_none(worker):
+    worker.status = {"connected": False}
+
+    assert (await recovery._state_position(TICKER)).epoch == "none"
+
+
+async def test_the_worker_status_is_read_at_most_once_a_second(worker):
+    await recovery._state_position(TICKER)
+    worker.status = {"epoch": "w2"}  # the worker restarted
+    worker.now += 1.0
+
+    assert (await recovery._state_position(TICKER)).epoch == "w1"  # cached
+    assert worker.status_reads == 1
+
+    worker.now += 0.01
+    assert (await recovery._state_position(TICKER)).epoch == "w2"
+    assert worker.status_reads == 2
+
+
+async def test_load_positions_state_streams_by_their_snapshot_and_trades_by_their_history(worker, store):
+    worker.snapshots["BTCUSDT"] = stored("BTCUSDT", 8)
+    await store.append(history.trades_key("BTCUSDT"), messages.trade("BTCUSDT"))
+    trades_epoch = (await store.position(history.trades_key("BTCUSDT"))).epoch
+
+    loaded = await load((TICKER, TRADES, BOOK), {"BTCUSDT": Since("x", 1)}, None)
+
+    assert loaded == [Loaded(TICKER, "w1", 8), Loaded(TRADES, trades_epoch, 1), Loaded(BOOK, "w1", 0)]
