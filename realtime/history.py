@@ -72,13 +72,7 @@ def with_seq(body: str, seq: int) -> str:
     return f'{body[:-1]},"seq":{seq}}}'
 
 
-def seq_of(text: str) -> int | None:
-    """The seq of a text built by `with_seq` (stored events, market snapshots), without parsing it."""
-    _head, marker, tail = text.rpartition(',"seq":')
-    digits = tail[:-1]
-    if not marker or not tail.endswith("}") or not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(digits)
+seq_of = protocol.seq_of  # realtime.protocol owns where `seq` stands in an encoded message
 
 
 def _body(message: dict) -> str:

@@ -280,6 +280,16 @@ def encode(message: dict) -> str:
     return orjson.dumps(message).decode()
 
 
+def seq_of(text: str) -> int | None:
+    """The seq of an encoded message whose last field is `seq` (stored events, market snapshots),
+    without parsing it; None when it has none."""
+    _head, marker, tail = text.rpartition(',"seq":')
+    digits = tail[:-1]
+    if not marker or not tail.endswith("}") or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Frame:
     """What every server message has besides its own fields."""

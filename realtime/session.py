@@ -302,8 +302,8 @@ class Session:
         if action.sub not in self.subscriptions:
             return []
         known = self.delivered.get(action.sub)
-        if known is None or known[0] != action.epoch or known[1] < action.up_to:
-            self.delivered[action.sub] = (action.epoch, action.up_to)
+        if known is None or (known[0] == action.epoch and known[1] < action.up_to):
+            self.delivered[action.sub] = (action.epoch, action.up_to)  # never back, never to a lost epoch
         actions = [a for text in texts for a in self.deliver(text, Kind.RELIABLE, None, "gap", backlog)]
         if len(texts) < action.up_to - action.after and _has_snapshot(action.sub):
             actions.append(FetchSnapshots((action.sub,)))
@@ -371,6 +371,11 @@ class Session:
         if isinstance(sub, UserSub):
             return [action for text in texts for action in self.deliver(text, Kind.RELIABLE, None, "snapshot", backlog)]
         key = protocol.conflation_key(protocol.MESSAGE_TYPE_OF_STREAM[sub.stream], sub.symbol)
+        known = self.delivered.get(sub)
+        for text in texts:  # the state sent may be newer than the position the ack gave
+            seq = protocol.seq_of(text)
+            if known is not None and seq is not None and seq > known[1]:
+                self.delivered[sub] = known = (known[0], seq)
         return [action for text in texts for action in self.deliver(text, Kind.STATE, key, "snapshot", backlog)]
 
     def reply(self, message: dict, backlog: int = 0) -> list[Action]:

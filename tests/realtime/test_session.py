@@ -1482,16 +1482,6 @@ def test_a_queued_market_update_is_conflated_by_its_key():
     assert drained(s) == [market_update(seq=2, price="2")["text"]]
 
 
-SNAPSHOT_NEWER_THAN_POSITION_BUG = (
-    "Session.snapshot() does not move `delivered` to the seq of the market snapshot it sends: the position "
-    "comes from LoadPositions (recovery._state_position reads the stored snapshot), but FetchSnapshots reads "
-    "it again later; when the worker stored a newer one in between (seq S > the loaded N), the updates N+1..S "
-    "held by the runner while busy are sent after the snapshot S, so the client's ticker or book goes back "
-    "in time; `history.seq_of` gives the seq of a snapshot text without parsing it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SNAPSHOT_NEWER_THAN_POSITION_BUG)
 def test_an_update_older_than_the_snapshot_actually_sent_is_dropped():
     s = session()
     subscribe_symbols(s, "ticker", "BTCUSDT", seq=5)  # the stored snapshot stood at 5 when loaded
@@ -1581,15 +1571,6 @@ def test_a_gap_filled_after_a_later_gap_never_moves_the_position_back():
     assert s.event(seq_event(7), 0) == []  # the second fill brings it
 
 
-OLD_EPOCH_FILL_BUG = (
-    "gap_filled() overwrites `delivered` whenever the fill's epoch differs from the position's: a fill of "
-    "epoch E read back after a live event of the history's new epoch E2 arrived moves the position back "
-    "to (E, up_to), so the next repeat-subscribe ack reports a position of the lost history and the E2 "
-    "event already sent is sent again if it arrives once more"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=OLD_EPOCH_FILL_BUG)
 def test_a_fill_of_the_old_epoch_after_the_history_restarted_keeps_the_new_position():
     s = trading()
     subscribe_channels(s, "orders", seq=3)
