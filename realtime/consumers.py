@@ -21,7 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from realtime import admission, flow, groups, metrics, protocol, session
+from realtime import admission, drain, flow, groups, metrics, protocol, session
 from realtime.dispatch import dispatch_in_order
 from realtime.protocol import Endpoint
 from realtime.providers import providers
@@ -45,12 +45,15 @@ class GatewayConsumer(AsyncConsumer):
         self.session = session.Session(self.endpoint, limits, loop.time(), batch=_asks_for_batches(scope))
         conn = Connection(uuid.uuid4().hex, str(self.endpoint), None)
         self.runner = Runner(self.session, conn, send, channel_names, flow.backlog_probe(send), loop)
+        ticket = drain.process.enter()  # on SIGTERM, a restart event arrives through this source
+        receivers.append(ticket.next_event)
         try:
             await dispatch_in_order(receivers, self.dispatch, self.layer_messages)
         except StopConsumer:
             pass
         finally:
             await self.runner.end()
+            drain.process.leave(ticket)
 
     async def dispatch(self, message):
         """Route a socket or channel-layer event to its handler (no per-message thread hop)."""
@@ -64,7 +67,7 @@ class GatewayConsumer(AsyncConsumer):
         """Accept first, then admit or refuse: a close before accept hides the code from browsers."""
         auth = self.scope.get("auth")
         await self.runner.send({"type": "websocket.accept", "subprotocol": getattr(auth, "subprotocol", None)})
-        refusal = await admission.admit(self.endpoint, self.scope, self.runner.conn)
+        refusal = drain.process.refusal() or await admission.admit(self.endpoint, self.scope, self.runner.conn)
         if refusal is not None:
             await self.runner.run(self.session.close(*refusal))
             return
@@ -105,6 +108,7 @@ _EVENT_HANDLERS = {
     protocol.MARKET_EVENT: GatewayConsumer.layer_message,
     protocol.USER_EVENT: GatewayConsumer.layer_message,
     protocol.REVOKED_EVENT: GatewayConsumer.layer_message,
+    protocol.RESTART_EVENT: GatewayConsumer.layer_message,
 }
 
 

@@ -12,7 +12,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from realtime import drain  # noqa: E402
 from realtime.middleware import JWTAuthMiddleware, OriginlessClientsAllowed  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -24,6 +26,9 @@ application = ProtocolTypeRouter(
         "websocket": OriginlessClientsAllowed(AllowedHostsOriginValidator(websocket_stack), websocket_stack),
     }
 )
+
+# Under daphne, SIGTERM drains: clients are told to reconnect elsewhere (1012) before the server stops.
+drain.install(settings.APP.drain_seconds)
 
 # Everything loaded so far lives as long as the process: keep it out of the garbage collector's
 # full collections, which otherwise stall every connection to re-scan it (docs/BENCHMARKS.md).
