@@ -5,8 +5,9 @@ Order matters. First the listening sockets close, so a proxy's next attempt (ngi
 upstream on a refused connection) and every reconnect land on another instance. Then each
 connection gets a restart event in its own inbox, handled in order with its other events like a
 revocation: an error frame with code 1012 and a close with 1012 (`Session.restart`). A connection
-that reached the application in between is refused the same way (`refusal`). Only when the
-connections are gone, or the bound has passed, does Twisted's own SIGTERM handler run: it stops the
+that reached the application in between is refused the same way (`refusal`); HTTP requests in
+progress are waited for (`counted`). Only when the connections and requests are gone, or the bound
+has passed, does Twisted's own SIGTERM handler run: it stops the
 reactor, and daphne cancels what is left. Were Twisted's handler first, daphne would cancel every
 connection at once and the clients would see 1006 with no reason to reconnect elsewhere.
 
@@ -91,6 +92,20 @@ class Drain:
 process = Drain()  # this process's connections (realtime.consumers enters and leaves them)
 
 
+def counted(app):
+    """An ASGI application whose requests the drain waits for: an HTTP request in progress (an order
+    being placed) finishes and is answered before the server stops."""
+
+    async def counted_app(scope, receive, send):
+        ticket = process.enter()
+        try:
+            return await app(scope, receive, send)
+        finally:
+            process.leave(ticket)
+
+    return counted_app
+
+
 def install(seconds: float) -> None:
     """Under daphne, drain on SIGTERM. Called when the ASGI application loads: daphne has imported
     Twisted's reactor by then, and its signal handlers are in place once the reactor runs."""
@@ -143,7 +158,7 @@ def take_sigterm(reactor, seconds: float, drain: Drain = process) -> None:
 
     async def drain_then_stop(signum: int) -> None:
         began = time.monotonic()
-        logger.warning("SIGTERM: draining %d connections (at most %g s)", len(drain), seconds)
+        logger.warning("SIGTERM: draining %d connections and requests (at most %g s)", len(drain), seconds)
         left = await drain.run(seconds, lambda: stop_listening(reactor))
         logger.warning("drained in %.1f s, %d connections left; stopping", time.monotonic() - began, left)
         stop(signum)

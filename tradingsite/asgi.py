@@ -22,7 +22,7 @@ websocket_stack = JWTAuthMiddleware(URLRouter(websocket_urlpatterns))
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": drain.counted(django_asgi_app),
         "websocket": OriginlessClientsAllowed(AllowedHostsOriginValidator(websocket_stack), websocket_stack),
     }
 )

@@ -232,3 +232,28 @@ def test_daphne_closes_with_1012_itself_and_with_every_other_code_as_before(code
     WebSocketProtocol.serverClose(protocol_, code=code)
 
     assert protocol_.frames == [written]
+
+
+# --- HTTP requests ----------------------------------------------------------------------------------
+
+
+async def test_the_drain_waits_for_an_http_request_in_progress(monkeypatch):
+    process = Drain()
+    monkeypatch.setattr(drain, "process", process)
+    answer, started = asyncio.Event(), asyncio.Event()
+
+    async def view(scope, receive, send) -> str:
+        started.set()
+        await answer.wait()
+        return "answered"
+
+    request = asyncio.create_task(drain.counted(view)({"type": "http"}, None, None))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    draining = asyncio.create_task(process.run(3600, lambda: None))
+    await asyncio.sleep(0)
+    assert not draining.done()
+
+    answer.set()
+
+    assert await asyncio.wait_for(request, TIMEOUT) == "answered"
+    assert await asyncio.wait_for(draining, TIMEOUT) == 0
