@@ -306,9 +306,11 @@ async def test_a_rolling_restart_behind_nginx_loses_no_trading_event(stack, sett
 
             stop, published = asyncio.Event(), {}
             tasks.append(asyncio.create_task(publish_steadily(users, stop, published)))
+            exits = []
             for index, gateway in enumerate(gateways):
                 await steady(changed, followers)
-                gateways[index] = await restart(stack, system, gateway, followers, changed)
+                gateways[index], took = await restart(stack, system, gateway, followers, changed)
+                exits.append(took)
             await steady(changed, followers)
             stop.set()
             await tasks.pop()
@@ -323,7 +325,7 @@ async def test_a_rolling_restart_behind_nginx_loses_no_trading_event(stack, sett
             assert follower.restarts >= 1
             assert follower.resumed and all(follower.resumed), follower.resumed
             assert set(follower.closes) == {SERVICE_RESTART}, follower.closes
-        print_counts(followers, published)
+        print_counts(followers, published, exits)
     finally:
         for task in tasks:
             task.cancel()
@@ -331,7 +333,7 @@ async def test_a_rolling_restart_behind_nginx_loses_no_trading_event(stack, sett
         system.stop()
 
 
-async def restart(stack, system: System, gateway: Gateway, followers: list[Follower], changed) -> Gateway:
+async def restart(stack, system: System, gateway: Gateway, followers: list[Follower], changed) -> tuple[Gateway, float]:
     """SIGTERM one instance while it serves some of the clients; they all come back through nginx
     (to the other instance); then the instance starts again on its port (nginx's list stays)."""
     on_it = await asyncio.to_thread(trading_connections, gateway)
@@ -348,9 +350,10 @@ async def restart(stack, system: System, gateway: Gateway, followers: list[Follo
         f"the {on_it:g} clients of the stopped instance did not all come back",
         followers=followers,
     )
-    restarted = stack.daphne(gateway.port, **system.env)
+    # The same port (nginx's list stays); in a thread, so the flow and the clients go on meanwhile.
+    restarted = await asyncio.to_thread(stack.daphne, gateway.port, **system.env)
     system.own(restarted.service)
-    return restarted
+    return restarted, exited - signalled
 
 
 async def steady(changed: asyncio.Event, followers: list[Follower]) -> None:
@@ -363,10 +366,11 @@ async def steady(changed: asyncio.Event, followers: list[Follower]) -> None:
     )
 
 
-def print_counts(followers: list[Follower], published: dict[int, int]) -> None:
+def print_counts(followers: list[Follower], published: dict[int, int], exits: list[float]) -> None:
     """The figures the report quotes (pytest -s shows them)."""
     print(
         f"rolling restart: {len(followers)} clients, events per user {sorted(published.values())}, "
         f"1012 closes {sum(f.restarts for f in followers)}, resumes {sum(len(f.resumed) for f in followers)} "
-        f"(all recovered), failed handshakes {sum(f.refused_attempts for f in followers)}"
+        f"(all recovered), failed handshakes {sum(f.refused_attempts for f in followers)}, "
+        f"SIGTERM to exit {', '.join(f'{took:.2f} s' for took in exits)}"
     )
