@@ -7,9 +7,9 @@ connection gets a restart event in its own inbox, handled in order with its othe
 revocation: an error frame with code 1012 and a close with 1012 (`Session.restart`). A connection
 that reached the application in between is refused the same way (`refusal`); HTTP requests in
 progress are waited for (`counted`). Only when the connections and requests are gone, or the bound
-has passed, does Twisted's own SIGTERM handler run: it stops the
-reactor, and daphne cancels what is left. Were Twisted's handler first, daphne would cancel every
-connection at once and the clients would see 1006 with no reason to reconnect elsewhere.
+has passed, does Twisted's own SIGTERM handler run: it stops the reactor, and daphne cancels what
+is left. Were Twisted's handler first, daphne would cancel every connection at once and the
+clients would see 1006 with no reason to reconnect elsewhere.
 
 A second SIGTERM stops at once. SIGINT (Ctrl-C) keeps Twisted's immediate stop.
 """
@@ -33,7 +33,8 @@ REFUSAL_MESSAGE = "Server restarting: connect again (another instance serves you
 
 
 class Ticket:
-    """One connection's place in the drain: `next_event` is a source for its dispatch loop."""
+    """One connection's (or request's) place in the drain: `next_event` is a source for a
+    connection's dispatch loop."""
 
     __slots__ = ("_events",)
 
@@ -48,7 +49,7 @@ class Ticket:
 
 
 class Drain:
-    """The live connections of this process, and whether it is draining."""
+    """The live connections and requests of this process, and whether it is draining."""
 
     def __init__(self) -> None:
         self.draining = False
