@@ -21,7 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from realtime import admission, flow, groups, metrics, protocol, session
+from realtime import admission, drain, flow, groups, metrics, protocol, session
 from realtime.dispatch import OVERFLOW, dispatch_in_order
 from realtime.protocol import Endpoint
 from realtime.providers import providers
@@ -45,12 +45,14 @@ class GatewayConsumer(AsyncConsumer):
         self.session = session.Session(self.endpoint, limits, loop.time(), batch=_asks_for_batches(scope))
         conn = Connection(uuid.uuid4().hex, str(self.endpoint), None)
         self.runner = Runner(self.session, conn, send, channel_names, flow.backlog_probe(send), loop)
+        ticket = drain.process.enter(self._restart)  # on SIGTERM: an error frame, then close 1012
         try:
             await dispatch_in_order(receivers, self.dispatch, self.layer_messages, 2 * limits.burst)
         except StopConsumer:
             pass
         finally:
             await self.runner.end()
+            drain.process.leave(ticket)
 
     async def dispatch(self, message):
         """Route a socket or channel-layer event to its handler (no per-message thread hop)."""
@@ -64,7 +66,7 @@ class GatewayConsumer(AsyncConsumer):
         """Accept first, then admit or refuse: a close before accept hides the code from browsers."""
         auth = self.scope.get("auth")
         await self.runner.send({"type": "websocket.accept", "subprotocol": getattr(auth, "subprotocol", None)})
-        refusal = await admission.admit(self.endpoint, self.scope, self.runner.conn)
+        refusal = drain.process.refusal() or await admission.admit(self.endpoint, self.scope, self.runner.conn)
         if refusal is not None:
             await self.runner.run(self.session.close(*refusal))
             return
@@ -73,6 +75,8 @@ class GatewayConsumer(AsyncConsumer):
         await self.runner.run(self.session.admitted(self.runner.conn.user_id, getattr(auth, "expires_at", None)))
         metrics.ACTIVE_CONNECTIONS.labels(endpoint=str(self.endpoint)).inc()
         self.runner.start_keepalive()
+        if drain.process.draining:  # the drain began while this connection was being admitted
+            self._restart()
 
     async def websocket_receive(self, message):
         """One client frame; a failure on our side (database, Redis) is an error frame, not a close."""
@@ -86,6 +90,11 @@ class GatewayConsumer(AsyncConsumer):
     async def websocket_overflow(self, message):
         """The client sent frames faster than they could be handled, past the bound: a flood."""
         await self.runner.run(self.session.flooded())
+
+    def _restart(self) -> None:
+        """The process drains (SIGTERM): tell the client to reconnect elsewhere, once admitted."""
+        if self.runner.registered:
+            self.runner.tasks.append(self.runner.loop.create_task(self.runner.run(self.session.restart())))
 
     async def websocket_disconnect(self, message):
         raise StopConsumer
@@ -111,6 +120,7 @@ _EVENT_HANDLERS = {
     protocol.MARKET_EVENT: GatewayConsumer.layer_message,
     protocol.USER_EVENT: GatewayConsumer.layer_message,
     protocol.REVOKED_EVENT: GatewayConsumer.layer_message,
+    protocol.RESTART_EVENT: GatewayConsumer.layer_message,
 }
 
 

@@ -28,6 +28,7 @@ class Code:
     SLOW_CONSUMER = 4008  # the client did not read; trading events would have been lost
     RATE_LIMITED = 4029  # flooding: error frames first, then a close if it goes on
     INTERNAL = 4500  # the server failed a request (database or Redis unavailable); retry
+    SERVICE_RESTART = 1012  # this instance is stopping (graceful drain): reconnect, another one serves
 
 
 # --- what a client may ask for -------------------------------------------------------------------
@@ -616,6 +617,7 @@ def portfolio(**fields: Any) -> dict:
 MARKET_EVENT = "market.message"
 USER_EVENT = "user.message"
 REVOKED_EVENT = "user.revoked"  # the user was deactivated, deleted or changed password: close with 4002
+RESTART_EVENT = "gateway.restart"  # this process is draining (realtime.drain): close with 1012
 
 
 def conflation_key(message_type: str, symbol: str) -> str:

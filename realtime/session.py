@@ -325,6 +325,11 @@ class Session:
         """The user was deactivated, deleted or changed password (on any instance): close with 4002."""
         return self.close(Code.USER_INACTIVE, message)
 
+    def restart(self) -> list[Action]:
+        """This instance is draining (realtime.drain): 1012, so the client reconnects to another one
+        and resumes with `since`; whatever is still queued here is replayed from the history there."""
+        return self.close(Code.SERVICE_RESTART, RESTART_MESSAGE)
+
     def internal_error(self) -> list[Action]:
         """The request failed on our side (a database or Redis blip): the client may retry."""
         return self.error(ProtocolError("Internal error: the request did not complete; retry", Code.INTERNAL))
@@ -341,6 +346,8 @@ class Session:
         """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
         if event["type"] == protocol.REVOKED_EVENT:
             return self.revoked(event.get("message") or "User deactivated or credentials changed")
+        if event["type"] == protocol.RESTART_EVENT:
+            return self.restart()
         if event["type"] == protocol.USER_EVENT:
             sub, epoch, seq = UserSub(event.get("channel", "")), event.get("epoch"), event.get("seq")
             known = self.delivered.get(sub)
@@ -498,6 +505,7 @@ def _batched(actions: list[Action]) -> list[Action]:
 
 
 DRAIN_POLL_SECONDS = 0.05
+RESTART_MESSAGE = "Server restarting: reconnect (another instance serves you) and resume with since"
 BATCH_MAX_BYTES = 64 * 1024  # Twisted gives no async signal for "buffer drained"
 
 

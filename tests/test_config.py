@@ -288,3 +288,20 @@ def test_a_rate_limit_that_is_not_a_positive_number_names_the_variable(value):
 @pytest.mark.parametrize("value", ["BTCUSDT,BTC/USDT", "BTC-USDT", "BTCUSDT,ETH USDT"])
 def test_a_malformed_market_symbol_names_the_variable(value):
     assert "MARKET_SYMBOLS" in refused(env(MARKET_SYMBOLS=value))
+
+
+# --- graceful drain -----------------------------------------------------------------------------
+
+
+def test_the_drain_lasts_at_most_ten_seconds_by_default():
+    assert config.load(env()).drain_seconds == 10.0
+    assert config.load(env(DRAIN_SECONDS="")).drain_seconds == 10.0
+
+
+def test_the_drain_bound_is_read_in_seconds():
+    assert config.load(env(DRAIN_SECONDS="2.5")).drain_seconds == 2.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_a_drain_bound_that_is_not_a_positive_number_names_the_variable(value):
+    assert "DRAIN_SECONDS" in refused(env(DRAIN_SECONDS=value))

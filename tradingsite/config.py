@@ -123,6 +123,7 @@ class Config:
     worker_lease_ttl: float = 5.0
     worker_metrics_port: int = 0
     worker_metrics_addr: str = "127.0.0.1"
+    drain_seconds: float = 10.0  # SIGTERM: the longest a daphne instance waits for its clients to go
 
     @property
     def embedded(self) -> bool:
@@ -191,4 +192,5 @@ def load(env: dict | None = None) -> Config:
         worker_lease_ttl=lease_ttl,
         worker_metrics_port=_int(env, "WORKER_METRICS_PORT", 0, minimum=0),
         worker_metrics_addr=env.get("WORKER_METRICS_ADDR", "127.0.0.1").strip() or "127.0.0.1",
+        drain_seconds=_positive_float(env, "DRAIN_SECONDS", 10.0),
     )

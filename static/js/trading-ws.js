@@ -9,6 +9,8 @@
  *   4003  too many connections for this user: back off before trying again
  *   4008  this client read too slowly: reconnect at once, state is reloaded by the snapshots
  *   4029  rate limited: back off
+ *   1012  the server is restarting (a graceful drain): reconnect after a random delay of up to
+ *         `restartSpread` seconds, so its clients do not all arrive at the other instances at once
  * A link that goes silent (no message, not even the server's heartbeat) is probed with a ping and
  * then dropped and reconnected: a half-open TCP connection never fires "close" by itself.
  *
@@ -106,6 +108,7 @@ const DEFAULTS = {
   initialDelay: 0.5, // s: the first backoff step
   connectTimeout: 10, // s for the handshake before the attempt is abandoned
   busyDelay: 5, // s: the least wait after 4003 (too many connections) or 4029 (rate limited)
+  restartSpread: 5, // s: reconnects after 1012 (service restart) are spread over this long
   random: Math.random,
 };
 
@@ -130,6 +133,7 @@ export class TradingWebSocket {
    * @param {number} [options.reconnectTimeout]  seconds; the longest wait between attempts
    * @param {number} [options.initialDelay]  seconds; the first backoff step
    * @param {number} [options.connectTimeout]  seconds for the opening handshake
+   * @param {number} [options.restartSpread]  seconds over which reconnects after 1012 are spread
    */
   constructor(options = {}) {
     if (!options.url) throw new TypeError("TradingWebSocket needs a url");
@@ -319,18 +323,21 @@ export class TradingWebSocket {
       case CloseCode.SLOW_CONSUMER:
         this._scheduleReconnect(close, { immediate: this.attempt === 0 });
         return;
+      case CloseCode.SERVICE_RESTART:
+        // Every client of a draining instance hears this at the same moment: full jitter from
+        // restartSpread, not from initialDelay, spreads them out; `since` resumes what they miss.
+        this._scheduleReconnect(close, { initial: this.options.restartSpread });
+        return;
       default:
         this._scheduleReconnect(close);
     }
   }
 
-  _scheduleReconnect(close, { immediate = false, floor = 0 } = {}) {
+  _scheduleReconnect(close, { immediate = false, floor = 0, initial = this.options.initialDelay } = {}) {
     this._clearTimer("retry");
     this.attempt += 1;
-    const { initialDelay, reconnectTimeout, random } = this.options;
-    const delay = immediate
-      ? 0
-      : backoffDelay(this.attempt, { initial: initialDelay, cap: reconnectTimeout, floor, random });
+    const { reconnectTimeout, random } = this.options;
+    const delay = immediate ? 0 : backoffDelay(this.attempt, { initial, cap: reconnectTimeout, floor, random });
     this.retryAt = Date.now() + delay;
     this._setState(State.RECONNECTING, { delay, code: close.code, reason: close.reason });
     this._timers.retry = setTimeout(() => this._open(), delay);

@@ -25,7 +25,7 @@ def render(text: str, values: dict[str, str]) -> str:
 
 
 def render_nginx_site(*, listen: str, daphne_ports: list[int], static_root: Path, server_name: str = "_") -> str:
-    servers = " ".join(f"server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in daphne_ports)
+    servers = " ".join(f"server 127.0.0.1:{port} max_fails=0;" for port in daphne_ports)
     values = {"LISTEN": listen, "SERVER_NAME": server_name, "STATIC_ROOT": str(static_root), "DAPHNE_SERVERS": servers}
     return render(NGINX_TEMPLATE.read_text(), values)
 

@@ -1012,6 +1012,77 @@ def test_an_internal_error_is_reported_with_4500_and_keeps_the_connection():
     assert not s.closed
 
 
+# --- a restart (graceful drain) -------------------------------------------------------------------
+
+
+def restart_event() -> dict:
+    return {"type": protocol.RESTART_EVENT}
+
+
+def orders_event(seq: int) -> dict:
+    """A trading event on the orders channel as the layer carries it (the session never parses its text)."""
+    text = orjson.dumps({"type": "order_update", "order_id": str(seq), "seq": seq}).decode()
+    return {"type": protocol.USER_EVENT, "text": text, "kind": "order_update", "channel": "orders", "seq": seq}
+
+
+def test_a_restart_sends_an_error_frame_with_1012_then_closes_with_1012():
+    s = trading()
+    request(s, "subscribe", channels=["orders"])
+
+    actions = s.restart()
+
+    assert kinds(actions) == [Send, Close]
+    error = sent(actions)[0]
+    assert error["code"] == Code.SERVICE_RESTART == 1012
+    assert "reconnect" in error["message"]
+    assert actions[1] == Close(1012, error["message"])
+    assert s.closed
+
+
+def test_the_restart_event_from_the_drain_closes_with_1012_like_a_restart():
+    s = trading()
+
+    actions = s.event(restart_event(), backlog=0)
+
+    assert kinds(actions) == [Send, Close]
+    assert sent(actions)[0]["code"] == 1012 and actions[1].code == 1012
+
+
+def test_a_restart_closes_at_once_even_with_trading_events_queued():
+    """What is queued is not written: the client resumes with `since` on another instance."""
+    s = trading()
+    request(s, "subscribe", channels=["orders"])
+    for seq in (1, 2):
+        s.event(orders_event(seq), backlog=SLOW)
+
+    actions = s.restart()
+
+    assert kinds(actions) == [Send, Close]
+    assert sent(actions)[0]["code"] == 1012
+    assert s.drain(0) is None
+
+
+def test_a_restart_in_a_batch_of_events_closes_after_the_events_before_it_and_drops_those_after():
+    s = trading()
+    request(s, "subscribe", channels=["orders"])
+    s.batch = True
+
+    actions = s.events([orders_event(1), restart_event(), orders_event(2)], backlog=0)
+
+    assert kinds(actions) == [Send, Close]
+    frame = orjson.loads(actions[0].text)
+    assert [message["type"] for message in frame] == ["order_update", "error"]
+    assert frame[1]["code"] == 1012 and actions[1].code == 1012
+
+
+def test_a_restart_after_a_close_does_nothing():
+    s = session()
+    s.close(Code.RATE_LIMITED, "bye")
+
+    assert s.restart() == []
+    assert s.event(restart_event(), backlog=0) == []
+
+
 # --- the clock ------------------------------------------------------------------------------------
 
 

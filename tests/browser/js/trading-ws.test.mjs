@@ -301,6 +301,84 @@ describe("TradingWebSocket", () => {
   });
 });
 
+// --- a server restart (graceful drain): 1012 -----------------------------------------------------
+
+describe("service restart (1012)", () => {
+  /** A client on orders at position E:3 that the server closed with 1012; `random` picks its delay. */
+  function restartedClient(random, options = {}) {
+    const ws = client({ random, restartSpread: 5, ...options });
+    const states = [];
+    ws.on("state", (detail) => states.push(detail));
+    ws.subscribe(["orders"]);
+    ws.connect();
+    const socket = latest();
+    socket.serverOpen();
+    socket.serverSend({ type: "subscribed", channels: ["orders"], positions: { orders: { epoch: "E", seq: 2 } } });
+    socket.serverSend(order(3));
+    socket.serverSend({ type: "error", code: 1012, message: "Server restarting: reconnect" });
+    socket.serverClose(1012, "");
+    return { ws, socket, delay: states.at(-1).delay, state: states.at(-1) };
+  }
+
+  test("reconnects after a random delay within restartSpread, not at once", () => {
+    const { ws, socket, delay, state } = restartedClient(() => 0.5);
+    assert.equal(state.state, State.RECONNECTING);
+    assert.equal(state.code, 1012);
+    assert.equal(delay, 2500);
+    mock.timers.tick(2499);
+    assert.equal(latest(), socket, "no new socket before the delay");
+    mock.timers.tick(1);
+    assert.notEqual(latest(), socket);
+    assert.equal(ws.state, State.CONNECTING);
+  });
+
+  test("the clients of one instance spread their reconnects over restartSpread", () => {
+    const randoms = [0.05, 0.3, 0.55, 0.8, 0.999];
+    const delays = randoms.map((value) => restartedClient(() => value).delay);
+    assert.deepEqual(delays, [250, 1500, 2750, 4000, 4995]);
+    assert.ok(delays.every((delay) => delay <= 5000));
+    assert.equal(new Set(delays).size, delays.length, "not all at once");
+  });
+
+  test("by default the spread is wider than the ordinary first backoff step", () => {
+    const ws = new TradingWebSocket({ url: "ws://gateway.test/ws/trading", random: () => 1 });
+    const delays = [];
+    ws.on("state", ({ state, delay }) => state === State.RECONNECTING && delays.push(delay));
+    ws.connect();
+    latest().serverOpen();
+    latest().serverClose(1012);
+    ws.close();
+    ws.connect();
+    latest().serverOpen();
+    latest().serverClose(1006);
+    assert.deepEqual(delays, [5000, 500]);
+  });
+
+  test("the reconnect resumes with since, from the last event seen", () => {
+    const { ws } = restartedClient(() => 0.2);
+    mock.timers.tick(1000);
+    latest().serverOpen();
+    assert.deepEqual(latest().sent, [{ type: "subscribe", channels: ["orders"], since: { orders: { epoch: "E", seq: 3 } } }]);
+    const seen = [];
+    ws.on("order_update", (message) => seen.push(message.seq));
+    latest().serverSend({ type: "subscribed", channels: ["orders"], positions: { orders: { epoch: "E", seq: 5 } }, recovered: { orders: true } });
+    serverSendBatch(latest(), [order(3), order(4), order(5)]);
+    assert.deepEqual(seen, [4, 5]);
+    assert.equal(ws.recovered, true);
+  });
+
+  test("a second 1012 in a row (another instance draining too) backs off further", () => {
+    const { ws, delay } = restartedClient(() => 1, { reconnectTimeout: 60 });
+    assert.equal(delay, 5000);
+    mock.timers.tick(delay);
+    const delays = [];
+    ws.on("state", (detail) => detail.state === State.RECONNECTING && delays.push(detail.delay));
+    latest().serverOpen();
+    latest().serverClose(1012); // refused before any answer: still the same run of attempts
+    assert.deepEqual(delays, [10_000]);
+  });
+});
+
 // --- recovery: positions, since, gaps, checksums, batches, in-band token refresh ------------------
 
 /** A frame holding several messages, as the server sends them to a ?batch=1 client. */
