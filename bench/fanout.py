@@ -5,6 +5,7 @@
 
 Servers (see docs/BENCHMARKS.md):
   ours            daphne + tradingsite.asgi (MarketConsumer, market groups on RedisPubSubChannelLayer)
+  ours-batched    the same server; the clients connect with ?batch=1 (waiting messages come as one array frame)
   ours-core       the same, but the "market" alias on the core RedisChannelLayer (bench.ours_core_settings)
   plain-channels  daphne + bench.plain_asgi (AsyncJsonWebsocketConsumer, core layer, send_json per event)
   reference       bench/reference_server.py (websockets.broadcast fed by redis.asyncio pub/sub)
@@ -52,7 +53,7 @@ from tests.integration.harness import (  # noqa: E402
 )
 
 BENCH = ROOT / "bench"
-SERVERS = ("ours", "ours-core", "plain-channels", "reference")
+SERVERS = ("ours", "ours-batched", "ours-core", "plain-channels", "reference")
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
@@ -61,10 +62,12 @@ class Spec:
     settings: str  # DJANGO_SETTINGS_MODULE for the server and the publisher
     asgi: str | None  # daphne application, or None for the reference server
     publish: str  # publisher.py --mode
+    query: str = ""  # the clients' query string (e.g. "?batch=1")
 
 
 SPECS = {
     "ours": Spec("tradingsite.settings", "tradingsite.asgi:application", "market"),
+    "ours-batched": Spec("tradingsite.settings", "tradingsite.asgi:application", "market", "?batch=1"),
     "ours-core": Spec("bench.ours_core_settings", "tradingsite.asgi:application", "market"),
     "plain-channels": Spec("bench.plain_settings", "bench.plain_asgi:application", "plain"),
     "reference": Spec("tradingsite.settings", None, "market"),
@@ -217,7 +220,7 @@ class Bench:
             args = [*daphne, "-b", "127.0.0.1", "-p", str(port), spec.asgi]
             service = BoundService(name, args, env, log).start()
             Gateway(service, port).wait_ready(30)
-        return service, f"ws://127.0.0.1:{port}/ws/market"
+        return service, f"ws://127.0.0.1:{port}/ws/market{spec.query}"
 
     async def run(self, name: str) -> dict:
         args = self.args
@@ -345,7 +348,7 @@ OUTBOX_METRICS = ("ws_outbox_conflations_total", "ws_outbox_drops_total", "ws_sl
 
 def outbox_counters(ws_url: str) -> dict[str, float]:
     """Sums of the gateway's slow-client counters (0 for a server that does not count them)."""
-    url = ws_url.replace("ws://", "http://").replace("/ws/market", "/metrics")
+    url = ws_url.split("?", 1)[0].replace("ws://", "http://").replace("/ws/market", "/metrics")
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http://127.0.0.1 only)
             text = response.read().decode()
@@ -430,6 +433,8 @@ def summarise(*, name: str, expected: int, results: list[dict], published: dict,
         "redis_cpu_s": seen["redis_used"],
         "min_per_client": min(r["min_per_client"] for r in results),
         "incomplete_clients": sum(r["incomplete_clients"] for r in results),
+        "array_frames": sum(r.get("array_frames", 0) for r in results),  # ?batch=1: frames holding an array
+        "messages_in_arrays": sum(r.get("messages_in_arrays", 0) for r in results),
         "closed_early": sum(r["closed_early"] for r in results),
         "close_codes": sorted({code for r in results for code in r["close_codes"]}, key=str),
         "consumer_crashes": seen["crashes"],  # "Exception inside application" in the server's log
@@ -535,7 +540,7 @@ def side_table(rows: list[dict]) -> str:
         "| server | p50 / p99 ms at recv() | window s | clients CPU s | publisher CPU s | publisher late ms "
         "| Redis CPU s | min msgs/client | incomplete clients | closed by server (codes) | consumer crashes "
         "| outbox conflated / dropped / slow closes "
-        "| load avg before/after |"
+        "| array frames (messages in them) | load avg before/after |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -544,7 +549,7 @@ def side_table(rows: list[dict]) -> str:
             f"| {r['client_cpu_s']:.2f} | {r['publisher_cpu_s']:.2f} | {r['publisher_worst_lag_ms']:.0f} "
             f"| {r['redis_cpu_s']:.2f} | {r['min_per_client']} | {r['incomplete_clients']} "
             f"| {r['closed_early']} {r['close_codes'] or ''} | {r['consumer_crashes']} | {outbox_cell(r['outbox'])} "
-            f"| {r['loadavg'][0]:.2f} / {r['loadavg'][1]:.2f} |"
+            f"| {r['array_frames']} ({r['messages_in_arrays']}) | {r['loadavg'][0]:.2f} / {r['loadavg'][1]:.2f} |"
         )
     return "\n".join(out)
 
