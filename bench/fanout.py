@@ -343,7 +343,12 @@ class Bench:
                 server.stop()
 
 
-OUTBOX_METRICS = ("ws_outbox_conflations_total", "ws_outbox_drops_total", "ws_slow_consumer_closes_total")
+OUTBOX_METRICS = (
+    "ws_inbox_conflations_total",  # the process fell behind: a waiting price replaced by a newer one
+    "ws_outbox_conflations_total",
+    "ws_outbox_drops_total",
+    "ws_slow_consumer_closes_total",
+)
 
 
 def outbox_counters(ws_url: str) -> dict[str, float]:
@@ -539,7 +544,7 @@ def side_table(rows: list[dict]) -> str:
     head = (
         "| server | p50 / p99 ms at recv() | window s | clients CPU s | publisher CPU s | publisher late ms "
         "| Redis CPU s | min msgs/client | incomplete clients | closed by server (codes) | consumer crashes "
-        "| outbox conflated / dropped / slow closes "
+        "| inbox conflated / outbox conflated / dropped / slow closes "
         "| array frames (messages in them) | load avg before/after |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
