@@ -88,30 +88,42 @@ async def client_main(args: argparse.Namespace) -> None:
     """Open --count connections (subscribing when asked), print `ready {json}`, close them at end of stdin."""
     from websockets.asyncio.client import connect
 
-    gate = asyncio.Semaphore(50)
+    # Fewer connections under way at once than the gateway's Redis pool holds (redis-py's asyncio pool
+    # refuses past 100 with MaxConnectionsError, which a connecting client sees as close 1011).
+    gate = asyncio.Semaphore(args.concurrency)
     sockets, failures = [], []
+    retried = [0]
+
+    async def attempt():
+        ws = await connect(args.url, compression=None, ping_interval=None, open_timeout=60, max_size=2**20)
+        if args.subscribe:
+            await ws.send(json.dumps({"type": "subscribe_ticker", "symbols": [args.subscribe]}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                replies = frame if isinstance(frame, list) else [frame]
+                if any(r.get("type") == "subscribed" for r in replies):
+                    break
+                if any(r.get("type") == "error" for r in replies):
+                    await ws.close()
+                    raise RuntimeError(f"refused: {replies}")
+        return ws
 
     async def one() -> None:
         async with gate:
-            try:
-                ws = await connect(args.url, compression=None, ping_interval=None, open_timeout=60, max_size=2**20)
-            except Exception as exc:  # counted and reported, not fatal
-                failures.append(repr(exc))
-                return
-            sockets.append(ws)
-            if args.subscribe:
-                await ws.send(json.dumps({"type": "subscribe_ticker", "symbols": [args.subscribe]}))
-                while True:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                    replies = frame if isinstance(frame, list) else [frame]
-                    if any(r.get("type") == "subscribed" for r in replies):
+            for tries in range(3):
+                try:
+                    sockets.append(await attempt())
+                    return
+                except Exception as exc:  # counted and reported, then tried again
+                    if tries == 2:
+                        failures.append(repr(exc))
                         return
-                    if any(r.get("type") == "error" for r in replies):
-                        failures.append(f"refused: {replies}")
-                        return
+                    retried[0] += 1
+                    await asyncio.sleep(0.5)
 
     await asyncio.gather(*(one() for _ in range(args.count)))
-    print("ready " + json.dumps({"open": len(sockets), "failures": len(failures), "first": failures[:3]}), flush=True)
+    state = {"open": len(sockets), "failures": len(failures), "retried": retried[0], "first": failures[:3]}
+    print("ready " + json.dumps(state), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until end of stdin
     await asyncio.gather(*(asyncio.wait_for(ws.close(), 10) for ws in sockets), return_exceptions=True)
 
@@ -120,8 +132,9 @@ async def client_main(args: argparse.Namespace) -> None:
 
 
 class Clients:
-    def __init__(self, url: str, count: int, subscribe: bool, log: Path):
+    def __init__(self, url: str, count: int, subscribe: bool, log: Path, concurrency: int):
         cmd = [sys.executable, __file__, "--client", "--url", url, "--count", str(count)]
+        cmd += ["--concurrency", str(concurrency)]
         if subscribe:
             cmd += ["--subscribe", SYMBOL]
         with log.open("ab") as err:
@@ -164,7 +177,7 @@ def measure(name: str, args: argparse.Namespace, env: dict, workdir: Path) -> di
     url = f"ws://127.0.0.1:{port}/ws/market"
     try:
         wait_for_port(port, server, log)
-        warm = Clients(url, args.warm, subscribe, workdir / "clients.log")
+        warm = Clients(url, args.warm, subscribe, workdir / "clients.log", args.concurrency)
         warm.ready()
         warm.close()
         time.sleep(args.settle)
@@ -174,7 +187,7 @@ def measure(name: str, args: argparse.Namespace, env: dict, workdir: Path) -> di
             for i in range(args.client_procs)
         ]
         started = time.monotonic()
-        clients = [Clients(url, share, subscribe, workdir / "clients.log") for share in shares]
+        clients = [Clients(url, share, subscribe, workdir / "clients.log", args.concurrency) for share in shares]
         states = [c.ready() for c in clients]
         connect_s = time.monotonic() - started
         time.sleep(args.settle)
@@ -187,6 +200,7 @@ def measure(name: str, args: argparse.Namespace, env: dict, workdir: Path) -> di
             "server": name,
             "connections": opened,
             "failures": sum(s["failures"] for s in states),
+            "retried": sum(s["retried"] for s in states),
             "first_failures": [f for s in states for f in s["first"]][:3],
             "rss_before_mb": before / 1024,
             "rss_after_mb": after / 1024,
@@ -206,7 +220,7 @@ def measure(name: str, args: argparse.Namespace, env: dict, workdir: Path) -> di
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| server | connections | failures | RSS before MB | RSS after MB | KiB / connection | vs bare-asgi "
+        "| server | connections | failures (retried) | RSS before MB | RSS after MB | KiB / connection | vs bare-asgi "
         "| connect s | load avg |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -214,7 +228,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         versus = f"{r['kib_per_connection'] / bare['kib_per_connection']:.2f}x" if bare else "-"
         out.append(
-            f"| {r['server']} | {r['connections']} | {r['failures']} | {r['rss_before_mb']:.1f} "
+            f"| {r['server']} | {r['connections']} | {r['failures']} ({r['retried']}) | {r['rss_before_mb']:.1f} "
             f"| {r['rss_after_mb']:.1f} | {r['kib_per_connection']:.1f} | {versus} | {r['connect_s']:.0f} "
             f"| {r['loadavg']:.2f} |"
         )
@@ -276,6 +290,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=3, help="seconds to wait before each RSS reading")
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--wait-for-db", type=float, default=5, help="seconds to wait for the database's lock")
+    parser.add_argument("--concurrency", type=int, default=20, help="connects under way at once per client process")
     parser.add_argument("--json")
     # the client processes (started by the benchmark itself)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
