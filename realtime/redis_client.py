@@ -116,18 +116,27 @@ def database_label(url: str) -> str:
     return f"db{parse(url).db}"
 
 
+# Connections one client may open: commands beyond it wait for a free one (POOL_WAIT seconds at most)
+# instead of each opening its own, so 10,000 sockets connecting at once cannot take 10,000 of
+# Redis's connections (its maxclients) away from every other process.
+POOL_SIZE = 32
+POOL_WAIT = 10.0
+
+
 def async_client(url: str, **options):
-    """A redis.asyncio client (registry, lease): the master through Sentinel, or the plain URL."""
+    """A redis.asyncio client (registry, lease, history) with a bounded pool: the master through
+    Sentinel, or the plain URL."""
     options = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT, **options}
     target = parse(url)
     if isinstance(target, Plain):
         import redis.asyncio as aioredis
 
-        return aioredis.Redis.from_url(url, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=POOL_WAIT, **options)
+        return aioredis.Redis(connection_pool=pool)
     from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
     manager = AsyncSentinel(list(target.sentinels), sentinel_kwargs=dict(SENTINEL_KWARGS))
-    return manager.master_for(target.service, **target.master_options(), **options)
+    return manager.master_for(target.service, max_connections=POOL_SIZE, **target.master_options(), **options)
 
 
 def sync_client(url: str, **options):

@@ -170,7 +170,12 @@ def live_gateway(stack, live_redis_url):
 @pytest.fixture(scope="session")
 def worker(stack, exchange, live_gateway, live_redis_url):
     service = start_worker(stack, exchange, REDIS_URL=live_redis_url)
-    harness.wait_until(
-        lambda: live_gateway.status()["market_data"].get("connected"), service, "the worker never connected"
-    )
+    harness.wait_until(lambda: leads_and_streams(live_gateway, service), service, "the worker never led and connected")
     return service
+
+
+def leads_and_streams(gateway, service) -> bool:
+    """This worker holds the lease and is connected: not a record left by an earlier run's worker."""
+    market = gateway.status()["market_data"]
+    leader = market.get("leader") or {}
+    return bool(market.get("connected")) and str(leader.get("worker", "")).endswith(f":{service.process.pid}")

@@ -149,7 +149,7 @@ class Desk:
         while len(ids) < count:
             await self.print("100.00")  # above the buys: they rest
             for _ in range(min(BATCH, count - len(ids))):
-                ids.append(await self.place(side="buy", type="limit", quantity="0.01", price="99.00"))
+                ids.append(await self.place(side="buy", type="limit", quantity="0.1", price="99.00"))
             await self.print("98.00")  # crosses every resting buy: the worker fills them
         return ids
 
@@ -181,7 +181,7 @@ async def away_then_back(
         watcher = await Follower.open(orders_url(rest, user))
         client = await Follower.open(orders_url(away_on, user))
         assert (client.epoch, client.seq) == (watcher.epoch, watcher.seq) == (watcher.epoch, 0)
-        first = await trader.place(side="buy", type="limit", quantity="0.01", price="1.00")
+        first = await trader.place(side="buy", type="limit", quantity="10", price="1.00")
         await client.read_until(lambda updates: len(updates) == 1)
         await watcher.read_until(lambda updates: len(updates) == 1)
         position = client.position
@@ -205,7 +205,7 @@ async def away_then_back(
         for order_id in ids:
             assert [m["status"] for m in recovered if m["order_id"] == order_id] == ["new", "filled"]
 
-        live = await trader.place(side="buy", type="limit", quantity="0.01", price="1.00")
+        live = await trader.place(side="buy", type="limit", quantity="10", price="1.00")
         (update,) = (await back.read_until(lambda updates: len(updates) == len(missed) + 1))[len(missed) :]
         assert (update["order_id"], update["status"], update["seq"]) == (live, "new", 2 + 2 * ORDERS)
         await trader.call("POST", f"orders/{first}/cancel/")
@@ -335,7 +335,7 @@ async def test_a_client_back_on_the_embedded_server_gets_exactly_the_missed_orde
         assert back.ack["recovered"] == {"orders": True}, back.ack
         back.seq = position["seq"]
         assert await back.final(ids) == missed
-        live = await trader.place(side="buy", type="limit", quantity="0.01", price="1.00")
+        live = await trader.place(side="buy", type="limit", quantity="10", price="1.00")
         await back.read_until(lambda updates: len(updates) == len(missed) + 1)
         assert (back.updates[-1]["order_id"], back.updates[-1]["seq"]) == (live, 1 + 2 * ORDERS)
         await back.client.close()
@@ -375,8 +375,8 @@ async def test_after_redis_was_flushed_the_resume_is_refused_and_the_snapshot_se
     user = await new_user(stack, "flushed")
     async with desk(gateway, None, user, "BTCUSDT") as trader:
         client = await Follower.open(orders_url(gateway, user))
-        kept = [await trader.place(side="buy", type="limit", quantity="0.001", price=p) for p in ("1000", "1001")]
-        gone = await trader.place(side="buy", type="limit", quantity="0.001", price="1002")
+        kept = [await trader.place(side="buy", type="limit", quantity="0.01", price=p) for p in ("1000", "1001")]
+        gone = await trader.place(side="buy", type="limit", quantity="0.01", price="1002")
         assert (await trader.call("POST", f"orders/{gone}/cancel/"))[0] == 200
         await client.read_until(lambda updates: len(updates) == 4)
         position = client.position
@@ -391,7 +391,7 @@ async def test_after_redis_was_flushed_the_resume_is_refused_and_the_snapshot_se
         snapshot_matches(snapshot, await trader.orders())
         assert {m["order_id"] for m in snapshot if m["status"] not in FINAL} == set(kept)
 
-        late = await trader.place(side="buy", type="limit", quantity="0.001", price="1003")
+        late = await trader.place(side="buy", type="limit", quantity="0.01", price="1003")
         back.seq = 0
         await back.read_until(lambda updates: any(m["order_id"] == late for m in updates))
         assert back.updates[-1]["seq"] == 1 and back.updates[-1]["order_id"] == late
@@ -411,7 +411,7 @@ async def test_a_position_older_than_the_window_is_refused_and_one_within_it_res
     async with desk(short_window, None, user, "BTCUSDT") as trader:
         client = await Follower.open(orders_url(short_window, user))
         start = client.position
-        ids = [await trader.place(side="buy", type="limit", quantity="0.001", price=f"{1000 + i}") for i in range(8)]
+        ids = [await trader.place(side="buy", type="limit", quantity="0.01", price=f"{1000 + i}") for i in range(8)]
         await client.read_until(lambda updates: len(updates) == 8)
         await client.client.close()
 
@@ -449,7 +449,7 @@ async def test_a_position_older_than_the_ttl_is_refused_and_a_fresh_one_resumed(
         for i in range(5):  # one a second: the key lives on (same epoch) while the first events age out
             if i:
                 await asyncio.sleep(1)  # time must pass: this test is about the age of events
-            ids.append(await trader.place(side="buy", type="limit", quantity="0.001", price=f"{1000 + i}"))
+            ids.append(await trader.place(side="buy", type="limit", quantity="0.01", price=f"{1000 + i}"))
         await client.read_until(lambda updates: len(updates) == 5)
         await client.client.close()
 
@@ -585,7 +585,7 @@ async def test_a_connection_refreshed_in_band_outlives_many_token_lifetimes_with
             assert reply["expires_at"].startswith(time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(expiry_of(token))))
             refreshes += 1
             if refreshes % 3 == 0:  # and it still receives
-                placed.append(await trader.place(side="buy", type="limit", quantity="0.001", price="1000"))
+                placed.append(await trader.place(side="buy", type="limit", quantity="0.01", price="1000"))
                 await client.read_until(lambda updates: any(m["order_id"] == placed[-1] for m in updates))
         assert client.client.ws is socket and socket.state is websockets.protocol.State.OPEN
         assert refreshes >= LIFETIMES and len(placed) >= 2
@@ -614,7 +614,7 @@ async def test_a_refused_refresh_changes_nothing_and_the_original_token_still_ex
             await client.client.send({"type": "refresh", "token": bad})
             reply = await client.client.recv_until(lambda m: m["type"] in {"refreshed", "error"})
             assert (reply["type"], reply.get("code")) == ("error", 4001), (what, reply)
-        order = await trader.place(side="buy", type="limit", quantity="0.001", price="1000")
+        order = await trader.place(side="buy", type="limit", quantity="0.01", price="1000")
         await client.read_until(lambda updates: len(updates) == 1)  # still open, still this user's
         assert client.updates[0]["order_id"] == order
         code, _reason = await client.client.closed(timeout=expires - time.time() + TIMEOUT)
