@@ -11,7 +11,8 @@ Servers (each a fresh daphne process, one after another, in one run):
 
 Per server: start it (RLIMIT_NOFILE raised), open and close 200 connections to load whatever is
 loaded lazily, read VmRSS, open N connections from 2 client processes and wait for all of them (and
-their acks), let it settle, read VmRSS again: (after - before) / N, in KiB. Every client connects
+their acks; at most --concurrency connecting at once per process, a failed one retried twice), let
+it settle, read VmRSS again: (after - before) / N, in KiB. Every client connects
 from 127.0.0.1, so the per-address limit is lifted through WS_MAX_CONNECTIONS_PER_IP, as a load test
 must. Needs Redis on 127.0.0.1:6379 (database 11, locked like bench/fanout.py and flushed).
 """
@@ -271,6 +272,8 @@ def main(args: argparse.Namespace) -> list[list[dict]]:
             redis.Redis.from_url(stack.redis_url).flushdb()
             print(f"- {name} ...", flush=True)
             rows.append(measure(name, args, stack.env(), workdir))
+            row = rows[-1]
+            print(f"  {row['kib_per_connection']:.1f} KiB per connection ({row['failures']} failures)", flush=True)
         runs.append(rows)
         print(f"\n## run {repetition + 1} of {args.repeat}\n\n{table(rows)}\n", flush=True)
     if args.repeat > 1:
