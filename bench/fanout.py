@@ -463,6 +463,13 @@ IDLE_LEAVES = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.selec
 BUCKETS = (
     ("Twisted reactor: socket writes (doWrite -> send, stopWriting)", ("FileDescriptor.doWrite",)),
     ("Twisted reactor: socket reads", ("_readOrWrite",)),
+    # The second wave's fan-out (realtime/fanout.py), per connection per update:
+    ("fan-out: transport.write -> startWriting (add_writer, selectors.modify)", ("FileDescriptor.startWriting",)),
+    ("fan-out: the frame's write (Twisted buffering / direct send)", ("raw_writer.", "direct_writer.")),
+    ("fan-out: Session.event per connection", ("Session.event",)),
+    ("fan-out: backlog probe", ("backlog_probe",)),
+    ("fan-out: metrics.count_out", ("count_out",)),
+    ("fan-out: Runner.market_event's own work", ("Runner.market_event",)),
     ("daphne + autobahn: handle_reply, framing, transport.write (startWriting)", ("Server.handle_reply",)),
     ("Channels aclose_old_connections hop (event-loop side)", ("aclose_old_connections",)),
     ("thread pool worker (sync code run by sync_to_async)", ("_worker (concurrent/futures/thread.py",)),
