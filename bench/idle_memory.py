@@ -89,8 +89,8 @@ async def client_main(args: argparse.Namespace) -> None:
     """Open --count connections (subscribing when asked), print `ready {json}`, close them at end of stdin."""
     from websockets.asyncio.client import connect
 
-    # Fewer connections under way at once than the gateway's Redis pool holds (redis-py's asyncio pool
-    # refuses past 100 with MaxConnectionsError, which a connecting client sees as close 1011).
+    # A bounded number of connects under way: the gateway's Redis pools are bounded (before c30dca4
+    # redis-py's asyncio pool refused past 100 with MaxConnectionsError: close 1011 for the client).
     gate = asyncio.Semaphore(args.concurrency)
     sockets, failures = [], []
     retried = [0]
