@@ -10,6 +10,9 @@ when every connection has seen the last measured update of every symbol, when a 
 arrives on stdin, or at --deadline; then writes three int64 series of equal length (native order:
 arrival latencies, recv() latencies, the updates' `sent_ns`) to --out, prints `result {json}`, and
 closes its sockets at the next stdin line or at end of stdin.
+
+A frame may carry a JSON array of messages (a `?batch=1` connection): every message in it counts, and
+all of them share the frame's arrival time.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Conn:
         self.ws = None
         self.received = 0
         self.warmup = 0
+        self.frames_batched = 0  # array frames received, and the messages in them
+        self.batched = 0
         self.pending: set[str] = set()
         self.closed_early = False
         self.close_code: int | None = None
@@ -66,12 +71,13 @@ async def open_one(conn: Conn, args, symbols: list[str]) -> None:
     )
     await conn.ws.send(orjson.dumps({"type": "subscribe_ticker", "symbols": symbols}).decode())
     while True:
-        reply = orjson.loads(await asyncio.wait_for(conn.ws.recv(), 30))
+        frame = orjson.loads(await asyncio.wait_for(conn.ws.recv(), 30))
         conn.ws.arrivals.popleft()
-        if reply.get("type") == "subscribed":
-            return
-        if reply.get("type") == "error":
-            raise RuntimeError(f"subscribe refused: {reply}")
+        for reply in frame if isinstance(frame, list) else (frame,):
+            if reply.get("type") == "subscribed":
+                return
+            if reply.get("type") == "error":
+                raise RuntimeError(f"subscribe refused: {reply}")
 
 
 async def read(conn: Conn, args, latencies: tuple[array, ...], last_seq, all_done, left: list[int]) -> None:
@@ -82,22 +88,26 @@ async def read(conn: Conn, args, latencies: tuple[array, ...], last_seq, all_don
         async for raw in conn.ws:
             now = time.time_ns()
             arrived = arrivals.popleft()
-            message = orjson.loads(raw)
-            if message.get("run") != run:
-                continue  # acks, heartbeats, snapshots, or someone else's updates
-            if not message["m"]:
-                conn.warmup += 1
-                continue
-            on_wire.append(arrived - message["sent_ns"])
-            in_app.append(now - message["sent_ns"])
-            sent.append(message["sent_ns"])
-            conn.received += 1
-            if message["mark"] == last_seq and message["symbol"] in conn.pending:
-                conn.pending.discard(message["symbol"])
-                if not conn.pending:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        all_done.set()
+            frame = orjson.loads(raw)
+            if type(frame) is list:
+                conn.frames_batched += 1
+                conn.batched += len(frame)
+            for message in frame if type(frame) is list else (frame,):
+                if message.get("run") != run:
+                    continue  # acks, heartbeats, snapshots, or someone else's updates
+                if not message["m"]:
+                    conn.warmup += 1
+                    continue
+                on_wire.append(arrived - message["sent_ns"])
+                in_app.append(now - message["sent_ns"])
+                sent.append(message["sent_ns"])
+                conn.received += 1
+                if message["mark"] == last_seq and message["symbol"] in conn.pending:
+                    conn.pending.discard(message["symbol"])
+                    if not conn.pending:
+                        left[0] -= 1
+                        if left[0] == 0:
+                            all_done.set()
     except ConnectionClosed:
         pass
     conn.closed_early = True  # the server closed the socket (the loop ends normally on a clean close)
@@ -155,6 +165,8 @@ async def main(args: argparse.Namespace) -> None:
         "closed_early": sum(1 for c in conns if c.closed_early),
         "close_codes": sorted({c.close_code for c in conns if c.closed_early}, key=str),
         "cpu_s": cpu,
+        "array_frames": sum(c.frames_batched for c in conns),
+        "messages_in_arrays": sum(c.batched for c in conns),
     }
     # The result goes out before the sockets close, so the server's teardown is not measured.
     print("result " + json.dumps(summary), flush=True)

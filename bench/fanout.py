@@ -5,6 +5,8 @@
 
 Servers (see docs/BENCHMARKS.md):
   ours            daphne + tradingsite.asgi (MarketConsumer, market groups on RedisPubSubChannelLayer)
+  ours-batched    the same server; the clients connect with ?batch=1 (waiting messages come as one array frame)
+  ours-direct     ours with the fan-out's frames sent on the socket at once (prototype: bench/ours_direct_asgi.py)
   ours-core       the same, but the "market" alias on the core RedisChannelLayer (bench.ours_core_settings)
   plain-channels  daphne + bench.plain_asgi (AsyncJsonWebsocketConsumer, core layer, send_json per event)
   reference       bench/reference_server.py (websockets.broadcast fed by redis.asyncio pub/sub)
@@ -52,7 +54,7 @@ from tests.integration.harness import (  # noqa: E402
 )
 
 BENCH = ROOT / "bench"
-SERVERS = ("ours", "ours-core", "plain-channels", "reference")
+SERVERS = ("ours", "ours-batched", "ours-direct", "ours-core", "plain-channels", "reference")
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
@@ -61,10 +63,13 @@ class Spec:
     settings: str  # DJANGO_SETTINGS_MODULE for the server and the publisher
     asgi: str | None  # daphne application, or None for the reference server
     publish: str  # publisher.py --mode
+    query: str = ""  # the clients' query string (e.g. "?batch=1")
 
 
 SPECS = {
     "ours": Spec("tradingsite.settings", "tradingsite.asgi:application", "market"),
+    "ours-batched": Spec("tradingsite.settings", "tradingsite.asgi:application", "market", "?batch=1"),
+    "ours-direct": Spec("tradingsite.settings", "bench.ours_direct_asgi:application", "market"),
     "ours-core": Spec("bench.ours_core_settings", "tradingsite.asgi:application", "market"),
     "plain-channels": Spec("bench.plain_settings", "bench.plain_asgi:application", "plain"),
     "reference": Spec("tradingsite.settings", None, "market"),
@@ -217,7 +222,7 @@ class Bench:
             args = [*daphne, "-b", "127.0.0.1", "-p", str(port), spec.asgi]
             service = BoundService(name, args, env, log).start()
             Gateway(service, port).wait_ready(30)
-        return service, f"ws://127.0.0.1:{port}/ws/market"
+        return service, f"ws://127.0.0.1:{port}/ws/market{spec.query}"
 
     async def run(self, name: str) -> dict:
         args = self.args
@@ -340,12 +345,17 @@ class Bench:
                 server.stop()
 
 
-OUTBOX_METRICS = ("ws_outbox_conflations_total", "ws_outbox_drops_total", "ws_slow_consumer_closes_total")
+OUTBOX_METRICS = (
+    "ws_inbox_conflations_total",  # the process fell behind: a waiting price replaced by a newer one
+    "ws_outbox_conflations_total",
+    "ws_outbox_drops_total",
+    "ws_slow_consumer_closes_total",
+)
 
 
 def outbox_counters(ws_url: str) -> dict[str, float]:
     """Sums of the gateway's slow-client counters (0 for a server that does not count them)."""
-    url = ws_url.replace("ws://", "http://").replace("/ws/market", "/metrics")
+    url = ws_url.split("?", 1)[0].replace("ws://", "http://").replace("/ws/market", "/metrics")
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http://127.0.0.1 only)
             text = response.read().decode()
@@ -430,6 +440,8 @@ def summarise(*, name: str, expected: int, results: list[dict], published: dict,
         "redis_cpu_s": seen["redis_used"],
         "min_per_client": min(r["min_per_client"] for r in results),
         "incomplete_clients": sum(r["incomplete_clients"] for r in results),
+        "array_frames": sum(r.get("array_frames", 0) for r in results),  # ?batch=1: frames holding an array
+        "messages_in_arrays": sum(r.get("messages_in_arrays", 0) for r in results),
         "closed_early": sum(r["closed_early"] for r in results),
         "close_codes": sorted({code for r in results for code in r["close_codes"]}, key=str),
         "consumer_crashes": seen["crashes"],  # "Exception inside application" in the server's log
@@ -451,6 +463,13 @@ IDLE_LEAVES = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.selec
 BUCKETS = (
     ("Twisted reactor: socket writes (doWrite -> send, stopWriting)", ("FileDescriptor.doWrite",)),
     ("Twisted reactor: socket reads", ("_readOrWrite",)),
+    # The second wave's fan-out (realtime/fanout.py), per connection per update:
+    ("fan-out: transport.write -> startWriting (add_writer, selectors.modify)", ("FileDescriptor.startWriting",)),
+    ("fan-out: the frame's write (Twisted buffering / direct send)", ("raw_writer.", "direct_writer.")),
+    ("fan-out: Session.event per connection", ("Session.event",)),
+    ("fan-out: backlog probe", ("backlog_probe",)),
+    ("fan-out: metrics.count_out", ("count_out",)),
+    ("fan-out: Runner.market_event's own work", ("Runner.market_event",)),
     ("daphne + autobahn: handle_reply, framing, transport.write (startWriting)", ("Server.handle_reply",)),
     ("Channels aclose_old_connections hop (event-loop side)", ("aclose_old_connections",)),
     ("thread pool worker (sync code run by sync_to_async)", ("_worker (concurrent/futures/thread.py",)),
@@ -534,8 +553,8 @@ def side_table(rows: list[dict]) -> str:
     head = (
         "| server | p50 / p99 ms at recv() | window s | clients CPU s | publisher CPU s | publisher late ms "
         "| Redis CPU s | min msgs/client | incomplete clients | closed by server (codes) | consumer crashes "
-        "| outbox conflated / dropped / slow closes "
-        "| load avg before/after |"
+        "| inbox conflated / outbox conflated / dropped / slow closes "
+        "| array frames (messages in them) | load avg before/after |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -544,7 +563,7 @@ def side_table(rows: list[dict]) -> str:
             f"| {r['client_cpu_s']:.2f} | {r['publisher_cpu_s']:.2f} | {r['publisher_worst_lag_ms']:.0f} "
             f"| {r['redis_cpu_s']:.2f} | {r['min_per_client']} | {r['incomplete_clients']} "
             f"| {r['closed_early']} {r['close_codes'] or ''} | {r['consumer_crashes']} | {outbox_cell(r['outbox'])} "
-            f"| {r['loadavg'][0]:.2f} / {r['loadavg'][1]:.2f} |"
+            f"| {r['array_frames']} ({r['messages_in_arrays']}) | {r['loadavg'][0]:.2f} / {r['loadavg'][1]:.2f} |"
         )
     return "\n".join(out)
 
