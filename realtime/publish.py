@@ -67,6 +67,27 @@ async def aprepare_market(message: dict) -> MarketFrame:
     return MarketFrame(kind, symbol, appended.epoch, appended.seq, appended.text)
 
 
+async def aprepare_market_many(messages: list[dict]) -> list[MarketFrame]:
+    """`aprepare_market` of each message, in order; the trades are stored in one round trip."""
+    trades = [(history.trades_key(m["symbol"]), m) for m in messages if m["type"] not in _STATE_KINDS]
+    appended = iter(await history.get_history().append_many(trades))
+    frames = []
+    for message in messages:
+        kind, symbol = message["type"], message["symbol"]
+        if kind in _STATE_KINDS:
+            seq = _next_market_seq(kind, symbol)
+            frames.append(MarketFrame(kind, symbol, MARKET_EPOCH, seq, history.encode_with_seq(message, seq)))
+        else:
+            stored = next(appended)
+            frames.append(MarketFrame(kind, symbol, stored.epoch, stored.seq, stored.text))
+    return frames
+
+
+_STATE_KINDS = frozenset(
+    kind for kind, stream in protocol.STREAM_OF_MESSAGE_TYPE.items() if stream in protocol.STATE_STREAMS
+)
+
+
 async def asend_market(frame: MarketFrame) -> None:
     """Send a prepared market message to its stream and symbol's group."""
     stream = protocol.STREAM_OF_MESSAGE_TYPE[frame.kind]
