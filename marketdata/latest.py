@@ -104,7 +104,8 @@ async def astore_market_state(
         ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == "orderbook" else SNAPSHOT_TTL_SECONDS
         by_ttl.setdefault(ttl, {})[_snapshot_key(stream, symbol)] = text
     if by_ttl:
-        await sync_to_async(_set_groups)(by_ttl)
+        # Not in the ORM's one thread (cache.aset's): the paper engine's queries must not hold up the feed.
+        await sync_to_async(_set_groups, thread_sensitive=False)(by_ttl)
 
 
 def _set_groups(by_ttl: dict[int, dict[str, str]]) -> None:

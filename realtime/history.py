@@ -117,17 +117,20 @@ class MemoryHistory:
         return entry
 
     async def append(self, key: str, message: dict) -> Appended:
-        body = _body(message)
+        return self._append_body(key, _body(message))
+
+    async def append_many(self, items: list[tuple[str, dict]]) -> list[Appended]:
+        """`append` of each (key, message), in order; nothing is stored if one message is refused."""
+        bodies = [(key, _body(message)) for key, message in items]
+        return [self._append_body(key, body) for key, body in bodies]
+
+    def _append_body(self, key: str, body: str) -> Appended:
         with self._lock:
             entry = self._get(key, create=True)
             entry.seq += 1
             text = with_seq(body, entry.seq)
             entry.events.append((entry.seq, entry.touched, text))
             return Appended(entry.epoch, entry.seq, text)
-
-    async def append_many(self, items: list[tuple[str, dict]]) -> list[Appended]:
-        """`append` of each (key, message), in order."""
-        return [await self.append(key, message) for key, message in items]
 
     async def position(self, key: str) -> Position:
         with self._lock:
