@@ -310,7 +310,7 @@ class MarketDataWorker:
                 self._offer(batch.popleft())
 
     async def _publish_batch(self, batch: collections.deque[dict]) -> None:
-        """Publish and offer to the listeners each message of `batch`, taking it off as it goes."""
+        """Publish `batch`, then offer its messages to the listeners (taking them off as it goes)."""
         # Latest state first: whoever sees a message can already read at least this state (the last
         # price and ticker of the batch, one write for all). Each message gets its seq once and is
         # encoded once, for the snapshot and every socket; the batch's trades are stored in one trip.
@@ -318,8 +318,8 @@ class MarketDataWorker:
         frames = await publish.aprepare_market_many(list(batch))
         snapshots = {("ticker", f.symbol): f.text for f in frames if f.kind != "trade"}
         await latest.astore_market_state(prices=prices, snapshots=snapshots)
-        for frame in frames:
-            await publish.asend_market(frame)
+        await publish.asend_market_many(frames)
+        while batch:
             self._offer(batch.popleft())
 
     def _offer(self, message: dict) -> None:
@@ -430,8 +430,7 @@ class MarketDataWorker:
         # One write for every book of the round, and the quiet books' re-store with it.
         snapshots = {("orderbook", f.symbol): f.text for f in frames} | self._quiet_books(now)
         await latest.astore_market_state(snapshots=snapshots)
-        for frame in frames:
-            await publish.asend_market(frame)
+        await publish.asend_market_many(frames)
 
     def _quiet_books(self, now: float) -> dict[tuple[str, str], str]:
         """Books in sync that did not change for a while, to re-store so their snapshot does not expire."""
