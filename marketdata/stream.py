@@ -310,7 +310,7 @@ class MarketDataWorker:
                 self._offer(batch.popleft())
 
     async def _publish_batch(self, batch: collections.deque[dict]) -> None:
-        """Publish `batch`, then offer its messages to the listeners (taking them off as it goes)."""
+        """Store the state of `batch`, offer its messages to the listeners (taking them off), publish it."""
         # Latest state first: whoever sees a message can already read at least this state (the last
         # price and ticker of the batch, one write for all). Each message gets its seq once and is
         # encoded once, for the snapshot and every socket; the batch's trades are stored in one trip.
@@ -318,9 +318,9 @@ class MarketDataWorker:
         frames = await publish.aprepare_market_many(list(batch))
         snapshots = {("ticker", f.symbol): f.text for f in frames if f.kind != "trade"}
         await latest.astore_market_state(prices=prices, snapshots=snapshots)
-        await publish.asend_market_many(frames)
-        while batch:
+        while batch:  # the listeners (the paper engine) can read the state now too
             self._offer(batch.popleft())
+        await publish.asend_market_many(frames)
 
     def _offer(self, message: dict) -> None:
         for feed in self._feeds:
