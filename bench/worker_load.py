@@ -9,8 +9,10 @@ One local exchange (`manage.py simulate_exchange`: @depth@100ms and a ticker eve
 checkout to compare, the rotation repeated `--repeat` times so no tree always goes first) streams
 every symbol into Redis (channel layer, snapshot cache, trade history) after a warm-up in which it
 fetches the depth snapshots. Over the measured window: the worker's CPU share (user + sys over
-wall: 0.25 is a quarter of a core), the exchange's and Redis's separately, and what the worker
-published (its /metrics counters). Nobody is connected to the gateway: this is the worker's own cost.
+wall: 0.25 is a quarter of a core), the exchange's and Redis's separately, what the worker read and
+published (its /metrics counters), its CPU per 1000 frames read, and from that its share at the full
+rate (symbols x (trades + 10 depth diffs + 1 ticker) frames a second) for when a loaded machine keeps
+the exchange below it. Nobody is connected to the gateway: this is the worker's own cost.
 Needs Redis on 127.0.0.1:6379; uses its own database number (flushed).
 """
 
@@ -36,6 +38,7 @@ from tests.integration.harness import PYTHON, Stack, claim_redis_db, free_port, 
 
 LISTENING = re.compile(r"listening on (ws://\S+) \(REST (http://\S+)\)")
 PUBLISHED = re.compile(r'^realtime_published_total\{kind="(\w+)"\} ([0-9.e+]+)$', re.M)
+FRAMES = re.compile(r"^marketdata_frames_total ([0-9.e+]+)$", re.M)
 
 
 def wait_for(predicate, what: str, timeout: float, service: BoundService | None = None):
@@ -61,7 +64,10 @@ def published(metrics_port: int) -> dict[str, float]:
             text = response.read().decode()
     except OSError:
         return {}
-    return {kind: float(value) for kind, value in PUBLISHED.findall(text)}
+    counts = {kind: float(value) for kind, value in PUBLISHED.findall(text)}
+    if frames := FRAMES.search(text):  # a worker older than this counter reports none
+        counts["frames read"] = float(frames.group(1))
+    return counts
 
 
 def exchange_trades(rest_url: str) -> int:
@@ -136,7 +142,13 @@ class Run:
         finally:
             worker.stop()
         sent = {kind: (after.get(kind, 0) - before.get(kind, 0)) / wall for kind in sorted(after)}
+        full_rate = len(self.symbols) * (self.args.trades + 10 + 1)  # trades, depth@100ms, ticker per second
+        frames = sent.get("frames read")
         return {
+            "frames_per_s": frames,
+            "cpu_ms_per_1000_frames": 1e6 * cpu / wall / frames if frames else None,
+            "full_rate_frames_per_s": full_rate,
+            "worker_cpu_share_at_full_rate": cpu / wall / frames * full_rate if frames else None,
             "code": name,
             "worker_cpu_share": cpu / wall,
             "exchange_cpu_share": ex_cpu / wall,
@@ -172,15 +184,22 @@ BoundService.start_in = _start_in
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| code | worker CPU | exchange CPU | Redis CPU | tickers/s | trades/s | books/s | exchange trades/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| code | worker CPU | exchange CPU | Redis CPU | exchange trades/s | frames read/s | published "
+        "tickers/s | trades/s | books/s | worker CPU ms / 1000 frames | worker CPU at the full rate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p = r["published_per_s"]
+        per_1000 = r["cpu_ms_per_1000_frames"]
+        full = r["worker_cpu_share_at_full_rate"]
+        full_text = "-" if full is None else f"{100 * full:.1f}% of {r['full_rate_frames_per_s']:.0f}/s"
         lines.append(
             f"| {r['code']} | {100 * r['worker_cpu_share']:.1f}% | {100 * r['exchange_cpu_share']:.1f}% "
-            f"| {100 * r['redis_cpu_share']:.1f}% | {p.get('ticker', 0):.0f} | {p.get('trade', 0):.0f} "
-            f"| {p.get('orderbook', 0):.0f} | {r['exchange_trades_per_s']:.0f} |"
+            f"| {100 * r['redis_cpu_share']:.1f}% | {r['exchange_trades_per_s']:.0f} "
+            f"| {'-' if r['frames_per_s'] is None else format(r['frames_per_s'], '.0f')} "
+            f"| {p.get('ticker', 0):.0f} | {p.get('trade', 0):.0f} | {p.get('orderbook', 0):.0f} "
+            f"| {'-' if per_1000 is None else format(per_1000, '.0f')} "
+            f"| {full_text} |"
         )
     return "\n".join(lines)
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
+from prometheus_client import Counter as MetricCounter
 from websockets.asyncio.client import ClientConnection, connect
 
 from marketdata import latest, normalize, selectors, services, status
@@ -51,6 +52,7 @@ from realtime import protocol, publish
 logger = logging.getLogger(__name__)
 
 STREAM_KINDS = ("ticker", "trade", "depth@100ms")
+FRAMES_READ = MetricCounter("marketdata_frames_total", "Frames read from the exchange's stream connections")
 BOOK_RESTORE_EVERY = 5.0  # seconds; well within latest.BOOK_SNAPSHOT_TTL_SECONDS
 SymbolsLoader = Callable[[], Awaitable[Iterable[str]]]
 
@@ -269,6 +271,7 @@ class MarketDataWorker:
     async def handle_frame(self, raw: str | bytes, shard: Shard) -> None:
         """One frame from a shard's connection. PlannedReconnect asks the shard to reconnect now."""
         self.last_frame_at = time.time()
+        FRAMES_READ.inc()
         try:
             event = normalize.parse_frame(raw)
         except NormalizeError as error:
