@@ -25,6 +25,7 @@ import time
 from array import array
 from collections import deque
 
+import msgpack
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -66,7 +67,8 @@ async def open_one(conn: Conn, args, symbols: list[str]) -> None:
     )
     await conn.ws.send(orjson.dumps({"type": "subscribe_ticker", "symbols": symbols}).decode())
     while True:
-        reply = orjson.loads(await asyncio.wait_for(conn.ws.recv(), 30))
+        raw = await asyncio.wait_for(conn.ws.recv(), 30)
+        reply = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else orjson.loads(raw)  # ?format=msgpack
         conn.ws.arrivals.popleft()
         if reply.get("type") == "subscribed":
             return
@@ -82,7 +84,7 @@ async def read(conn: Conn, args, latencies: tuple[array, ...], last_seq, all_don
         async for raw in conn.ws:
             now = time.time_ns()
             arrived = arrivals.popleft()
-            message = orjson.loads(raw)
+            message = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else orjson.loads(raw)
             if message.get("run") != run:
                 continue  # acks, heartbeats, snapshots, or someone else's updates
             if not message["m"]:

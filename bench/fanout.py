@@ -61,6 +61,7 @@ class Spec:
     settings: str  # DJANGO_SETTINGS_MODULE for the server and the publisher
     asgi: str | None  # daphne application, or None for the reference server
     publish: str  # publisher.py --mode
+    query: str = ""  # added to the clients' URL
 
 
 SPECS = {
@@ -71,6 +72,8 @@ SPECS = {
     # `manage.py serve --processes 2 --no-worker`: two daphne processes on one port (SO_REUSEPORT).
     # Not in the default set; its CPU and memory are the parent's and both children's together.
     "ours-2proc": Spec("tradingsite.settings", "processes:2", "market"),
+    # The same server as "ours", its clients asking for MessagePack frames (?format=msgpack).
+    "ours-msgpack": Spec("tradingsite.settings", "tradingsite.asgi:application", "market", "?format=msgpack"),
 }
 
 # --- processes ----------------------------------------------------------------------------------
@@ -262,7 +265,7 @@ class Bench:
             args = [*daphne, "-b", "127.0.0.1", "-p", str(port), spec.asgi]
             service = BoundService(name, args, env, log).start()
             Gateway(service, port).wait_ready(30)
-        return service, f"ws://127.0.0.1:{port}/ws/market"
+        return service, f"ws://127.0.0.1:{port}/ws/market{spec.query}"
 
     async def run(self, name: str) -> dict:
         args = self.args
@@ -390,7 +393,7 @@ OUTBOX_METRICS = ("ws_outbox_conflations_total", "ws_outbox_drops_total", "ws_sl
 
 def outbox_counters(ws_url: str) -> dict[str, float]:
     """Sums of the gateway's slow-client counters (0 for a server that does not count them)."""
-    url = ws_url.replace("ws://", "http://").replace("/ws/market", "/metrics")
+    url = ws_url.split("?")[0].replace("ws://", "http://").replace("/ws/market", "/metrics")
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http://127.0.0.1 only)
             text = response.read().decode()
