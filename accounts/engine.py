@@ -67,7 +67,8 @@ def _trade(message: dict, symbol: str, price: Decimal) -> Trade | None:
 def _revalue(symbols: set[str], prices: dict[str, Decimal]) -> None:
     """One revaluation round (sync, in the ORM's thread): portfolios of holders, then risk limits."""
     services.portfolios_publish(user_ids=selectors.position_holders(symbols=symbols), prices=prices)
-    for symbol in sorted(symbols):
+    # A hundred symbols move every second; only those with a limit on them cost a check.
+    for symbol in sorted(selectors.symbols_with_risk_limits(symbols=symbols)):
         services.risk_limits_check(symbol=symbol, price=prices[symbol])
 
 

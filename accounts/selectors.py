@@ -223,6 +223,11 @@ def portfolio_message(*, user_id: int) -> dict:
     return protocol.portfolio(**portfolio_fields(portfolio_get(user_id=user_id)))
 
 
+def symbols_with_risk_limits(*, symbols: Iterable[str]) -> set[str]:
+    """Those of `symbols` that any user set a risk limit on (one query): the others have nothing to check."""
+    return set(RiskLimit.objects.filter(symbol__in=list(symbols)).values_list("symbol", flat=True).distinct())
+
+
 def position_holders(*, symbols: Iterable[str]) -> list[int]:
     """Users with an open position in any of the symbols."""
     return list(
