@@ -3,8 +3,9 @@
 `handle_market_message` is called for every normalised trade and ticker and returns at once: it
 records the price and hands the database work to background tasks, so a slow database never
 holds up the market feed. Trades queue per symbol with their price, quantity and exchange time;
-one matching run at a time per symbol takes every trade queued so far, in order (each trade fills
-at most its quantity, and only orders placed before it printed). Price moves mark
+one matching run at a time takes every trade queued so far, every symbol's in order (each trade
+fills at most its quantity, and only orders placed before it printed): one trip to the ORM's thread
+for every symbol, as the database work runs in that one thread anyway. Price moves mark
 their symbol for revaluation; one revaluation round per second at most sends each holder of a moved
 symbol one portfolio message and re-checks the risk limits on it.
 `run_bots` drives the running bots' strategies once a second until told to stop.
@@ -66,7 +67,8 @@ def _trade(message: dict, symbol: str, price: Decimal) -> Trade | None:
 def _revalue(symbols: set[str], prices: dict[str, Decimal]) -> None:
     """One revaluation round (sync, in the ORM's thread): portfolios of holders, then risk limits."""
     services.portfolios_publish(user_ids=selectors.position_holders(symbols=symbols), prices=prices)
-    for symbol in sorted(symbols):
+    # A hundred symbols move every second; only those with a limit on them cost a check.
+    for symbol in sorted(selectors.symbols_with_risk_limits(symbols=symbols)):
         services.risk_limits_check(symbol=symbol, price=prices[symbol])
 
 
@@ -80,7 +82,7 @@ class Engine:
         self._revalue_interval = revalue_interval
         self._clock = clock
         self._pending: dict[str, list[Trade]] = {}
-        self._matchers: dict[str, asyncio.Task] = {}
+        self._matcher: asyncio.Task | None = None
         self._dirty: set[str] = set()
         self._revaluer: asyncio.Task | None = None
         self._handlers: dict[str, Callable[[str, Decimal, dict], None]] = {
@@ -115,22 +117,20 @@ class Engine:
                 "paper matching on %s is %d trades behind: trade %s not matched", symbol, len(pending), dropped.trade_id
             )
         pending.append(trade)
-        task = self._matchers.get(symbol)
-        if task is None or task.done():
-            self._matchers[symbol] = asyncio.create_task(self._match_loop(symbol), name=f"accounts-match-{symbol}")
+        if self._matcher is None or self._matcher.done():
+            self._matcher = asyncio.create_task(self._match_loop(), name="accounts-match")
 
     def _on_ticker(self, symbol: str, price: Decimal, message: dict) -> None:
         """A ticker moves valuations only; paper orders fill on trades."""
 
-    async def _match_loop(self, symbol: str) -> None:
+    async def _match_loop(self) -> None:
         # Trades that arrive while a run is in the database are the next run's.
-        while trades := self._pending.pop(symbol, None):
+        while self._pending:
+            trades, self._pending = self._pending, {}
             await self._guarded(
-                database_sync_to_async(services.orders_match_trades)(
-                    symbol=symbol, trades=trades, prices=dict(self.prices)
-                ),
+                database_sync_to_async(services.orders_match_many)(trades=trades, prices=dict(self.prices)),
                 "paper matching on %s failed",
-                symbol,
+                ",".join(sorted(trades)),
             )
 
     async def _revalue_loop(self) -> None:
@@ -154,7 +154,7 @@ class Engine:
     async def drain(self) -> None:
         """Wait until the work caused by the messages so far is done (tests, orderly shutdown)."""
         while True:
-            tasks = [t for t in (*self._matchers.values(), self._revaluer) if t is not None and not t.done()]
+            tasks = [t for t in (self._matcher, self._revaluer) if t is not None and not t.done()]
             if not tasks:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -51,6 +51,20 @@ class Match:
     quantity: Decimal
 
 
+@dataclass(frozen=True)
+class Reach:
+    """The open limit orders of a symbol, as far as a trade can reach them: the best of each side."""
+
+    highest_buy: Decimal | None
+    lowest_sell: Decimal | None
+
+    def sides(self, price: Decimal) -> tuple[str, ...]:
+        """The sides with at least one open order a trade at `price` crosses."""
+        buys = self.highest_buy is not None and crosses(BUY, self.highest_buy, price)
+        sells = self.lowest_sell is not None and crosses(SELL, self.lowest_sell, price)
+        return (BUY,) * buys + (SELL,) * sells
+
+
 def crosses(side: str, limit: Decimal, price: Decimal) -> bool:
     """Whether a trade (or a book level) at `price` reaches an order's limit."""
     if side == BUY:

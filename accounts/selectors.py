@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Min, Q, QuerySet
 
 from accounts import bots as bot_logic
 from accounts import matching
@@ -83,6 +83,21 @@ def order_get(*, user_id: int, order_id: int) -> Order:
 
 
 CROSSED_PAGE = 100
+
+
+def orders_reach(*, symbols: Iterable[str]) -> dict[str, matching.Reach]:
+    """Per symbol with open limit orders: the highest open buy limit and the lowest open sell limit,
+    in one query. A trade outside both reaches no order, so the engine skips it without reading
+    candidates; a symbol missing here has no open limit order at all."""
+    rows = (
+        Order.objects.filter(
+            symbol__in=list(symbols), order_type=Order.Type.LIMIT, status__in=list(Order.OPEN_STATUSES)
+        )
+        .values("symbol")
+        .annotate(buy=Max("price", filter=Q(side=matching.BUY)), sell=Min("price", filter=Q(side=matching.SELL)))
+        .order_by()
+    )
+    return {row["symbol"]: matching.Reach(highest_buy=row["buy"], lowest_sell=row["sell"]) for row in rows}
 
 
 def orders_crossed(
@@ -222,6 +237,11 @@ def portfolio_fields(valuation: Valuation) -> dict:
 def portfolio_message(*, user_id: int) -> dict:
     """One portfolio message with the user's current valuation."""
     return protocol.portfolio(**portfolio_fields(portfolio_get(user_id=user_id)))
+
+
+def symbols_with_risk_limits(*, symbols: Iterable[str]) -> set[str]:
+    """Those of `symbols` that any user set a risk limit on (one query): the others have nothing to check."""
+    return set(RiskLimit.objects.filter(symbol__in=list(symbols)).values_list("symbol", flat=True).distinct())
 
 
 def position_holders(*, symbols: Iterable[str]) -> list[int]:

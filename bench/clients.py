@@ -28,6 +28,7 @@ import time
 from array import array
 from collections import deque
 
+import msgpack
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -71,7 +72,8 @@ async def open_one(conn: Conn, args, symbols: list[str]) -> None:
     )
     await conn.ws.send(orjson.dumps({"type": "subscribe_ticker", "symbols": symbols}).decode())
     while True:
-        frame = orjson.loads(await asyncio.wait_for(conn.ws.recv(), 30))
+        raw = await asyncio.wait_for(conn.ws.recv(), 30)
+        frame = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else orjson.loads(raw)  # ?format=msgpack
         conn.ws.arrivals.popleft()
         for reply in frame if isinstance(frame, list) else (frame,):
             if reply.get("type") == "subscribed":
@@ -88,7 +90,7 @@ async def read(conn: Conn, args, latencies: tuple[array, ...], last_seq, all_don
         async for raw in conn.ws:
             now = time.time_ns()
             arrived = arrivals.popleft()
-            frame = orjson.loads(raw)
+            frame = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else orjson.loads(raw)
             if type(frame) is list:
                 conn.frames_batched += 1
                 conn.batched += len(frame)

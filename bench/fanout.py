@@ -73,6 +73,11 @@ SPECS = {
     "ours-core": Spec("bench.ours_core_settings", "tradingsite.asgi:application", "market"),
     "plain-channels": Spec("bench.plain_settings", "bench.plain_asgi:application", "plain"),
     "reference": Spec("tradingsite.settings", None, "market"),
+    # `manage.py serve --processes 2 --no-worker`: two daphne processes on one port (SO_REUSEPORT).
+    # Not in the default set; its CPU and memory are the parent's and both children's together.
+    "ours-2proc": Spec("tradingsite.settings", "processes:2", "market"),
+    # The same server as "ours", its clients asking for MessagePack frames (?format=msgpack).
+    "ours-msgpack": Spec("tradingsite.settings", "tradingsite.asgi:application", "market", "?format=msgpack"),
 }
 
 # --- processes ----------------------------------------------------------------------------------
@@ -163,6 +168,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children (what `serve --processes N` runs)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
+
+
+def family_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in family(pid))
+
+
+def family_peak_rss_mb(pid: int) -> float:
+    return sum(peak_rss_mb(p) for p in family(pid))
+
+
+def listening_pids(port: int, pids: list[int]) -> list[int]:
+    """Those of `pids` holding a listening socket on 127.0.0.1:`port` (from /proc)."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            listening.add(f"socket:[{fields[9]}]")
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in listening for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                found.append(pid)
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -217,6 +254,16 @@ class Bench:
             ]
             service = BoundService(name, [*args, *channels], env, log).start()
             wait_for_line(service, "ready", 30)
+        elif spec.asgi.startswith("processes:"):
+            processes = int(spec.asgi.split(":")[1])
+            args = [PYTHON, "manage.py", "serve", "--processes", str(processes), "--no-worker", "--port", str(port)]
+            service = BoundService(name, args, env, log).start()
+            deadline = time.monotonic() + 60
+            while len(listening_pids(port, family(service.process.pid)[1:])) < processes:
+                if time.monotonic() > deadline or not service.alive():
+                    raise RuntimeError(f"{name}: not every process listened on {port}; see {log}")
+                time.sleep(0.2)
+            Gateway(service, port).wait_ready(30)
         else:
             daphne = [PYTHON, str(BENCH / "gc_daphne.py")] if self.args.gc_log else [DAPHNE]
             args = [*daphne, "-b", "127.0.0.1", "-p", str(port), spec.asgi]
@@ -272,7 +319,7 @@ class Bench:
             helpers.append(publisher)
             await publisher.line("measure", args.warmup + 60)
             cpu0, redis0, t0, load0 = (
-                cpu_seconds(pid),
+                family_cpu_seconds(pid),
                 redis_cpu(self.stack.redis_url),
                 time.monotonic(),
                 os.getloadavg()[0],
@@ -296,8 +343,8 @@ class Bench:
                     helper.tell("stop")
                     results.append(json.loads(await helper.line("result", 30)))
             window = time.monotonic() - t0
-            cpu = cpu_seconds(pid) - cpu0
-            rss = peak_rss_mb(pid)
+            cpu = family_cpu_seconds(pid) - cpu0
+            rss = family_peak_rss_mb(pid)
             redis_used = redis_cpu(self.stack.redis_url) - redis0
             alive = server.alive()
             outbox = outbox_counters(url) if SPECS[name].asgi and alive else {}

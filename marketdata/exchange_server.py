@@ -98,7 +98,7 @@ class SimulatorConfig:
     interval: float = 0.1  # one market step: the @depth@100ms rate
     ticker_every: int = 10  # steps between @ticker events (1 s at 100 ms, as Binance)
     slow_depth_every: int = 10  # steps between @depth events
-    trade_chance: float = 0.5  # chance of a random trade per symbol and step
+    trade_chance: float = 0.5  # expected random trades per symbol and step (above 1: several a step)
     levels: int = 50  # price levels per side
     seed: int | None = None
     max_streams_per_connection: int = 1024
@@ -334,10 +334,15 @@ class ExchangeSimulator:
             if slow := market.slow.flush(market.symbol, now):
                 self.publish(f"{name}@depth", slow)
             self._publish_partial_depth(market, "")
-        if self._rng.random() < self.config.trade_chance:
+        for _ in range(self._trades_this_step()):
             self._publish_trade(market, market.random_trade(now))
         if self._steps % self.config.ticker_every == 0:
             self._publish_statistics(market, now)
+
+    def _trades_this_step(self) -> int:
+        """The whole part of `trade_chance` always, the fraction by chance (0.5: a trade every other step)."""
+        whole, fraction = divmod(self.config.trade_chance, 1)
+        return int(whole) + (self._rng.random() < fraction)
 
     def _publish_trade(self, market: SimulatedMarket, payload: dict) -> None:
         name = market.symbol.lower()

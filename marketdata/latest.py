@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
 from realtime.protocol import Stream
@@ -89,6 +90,29 @@ async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
     """Keep the newest encoded frame of a stateful stream (ticker, orderbook) for new subscribers."""
     ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == Stream.ORDERBOOK else SNAPSHOT_TTL_SECONDS
     await cache.aset(_snapshot_key(stream, symbol), text, ttl)
+
+
+async def astore_market_state(
+    *, prices: dict[str, tuple[str, int | None]] | None = None, snapshots: dict[tuple[str, str], str] | None = None
+) -> None:
+    """Many last trade prices (symbol -> (price, at_ms)) and snapshots ((stream, symbol) -> text) at once.
+
+    What the worker stores for a tick of messages: one hop to the cache's thread, one pipeline per TTL.
+    """
+    by_ttl: dict[int, dict[str, str]] = {}
+    for symbol, (price, at_ms) in (prices or {}).items():
+        by_ttl.setdefault(PRICE_TTL_SECONDS, {})[_price_key(symbol)] = _price_value(price, at_ms)
+    for (stream, symbol), text in (snapshots or {}).items():
+        ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == "orderbook" else SNAPSHOT_TTL_SECONDS
+        by_ttl.setdefault(ttl, {})[_snapshot_key(stream, symbol)] = text
+    if by_ttl:
+        # Not in the ORM's one thread (cache.aset's): the paper engine's queries must not hold up the feed.
+        await sync_to_async(_set_groups, thread_sensitive=False)(by_ttl)
+
+
+def _set_groups(by_ttl: dict[int, dict[str, str]]) -> None:
+    for ttl, values in by_ttl.items():
+        cache.set_many(values, ttl)
 
 
 async def aclear_snapshot(stream: str, symbol: str) -> None:

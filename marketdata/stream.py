@@ -15,6 +15,7 @@ malformed frame is logged (a short excerpt) and skipped, never fatal.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
+from prometheus_client import Counter as MetricCounter
 from websockets.asyncio.client import ClientConnection, connect
 
 from marketdata import latest, normalize, selectors, services, status
@@ -51,6 +53,7 @@ from realtime.protocol import Stream
 logger = logging.getLogger(__name__)
 
 STREAM_KINDS = ("ticker", "trade", "depth@100ms")
+FRAMES_READ = MetricCounter("marketdata_frames_total", "Frames read from the exchange's stream connections")
 BOOK_RESTORE_EVERY = 5.0  # seconds; well within latest.BOOK_SNAPSHOT_TTL_SECONDS
 SymbolsLoader = Callable[[], Awaitable[Iterable[str]]]
 
@@ -76,6 +79,7 @@ class WorkerOptions:
     open_timeout: float = 10.0
     listener_queue: int = 10_000
     listener_grace: float = 2.0  # seconds listeners get to drain their queue at stop
+    max_pending: int = 50_000  # market messages read but not yet published; beyond, the oldest are dropped
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     snapshot_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(initial=1.0, maximum=30.0))
     symbols_loader: SymbolsLoader | None = None  # default: the enabled rows of marketdata.Symbol
@@ -148,6 +152,9 @@ class MarketDataWorker:
         self._running = False
         self._malformed = _Throttle()
         self._publish_failures = _Throttle()
+        self._pending_drops = _Throttle()
+        self._outgoing: collections.deque[dict] = collections.deque()  # market messages not yet published
+        self._has_outgoing = asyncio.Event()
         self._handlers: dict[type, Callable] = {
             MarketMessage: self._on_market,
             DepthDiff: self._on_depth,
@@ -167,6 +174,7 @@ class MarketDataWorker:
             asyncio.create_task(self._every(self.options.symbols_refresh, self.refresh_symbols), name="md-symbols"),
             asyncio.create_task(self._every(self.options.publish_every, self.publish_books), name="md-books"),
             asyncio.create_task(self._every(self.options.status_every, self.write_status), name="md-status"),
+            asyncio.create_task(self._publish_outgoing(), name="md-publish"),
         ]
         logger.info("market-data worker started (source %s)", self.options.source)
         try:
@@ -264,6 +272,7 @@ class MarketDataWorker:
     async def handle_frame(self, raw: str | bytes, shard: Shard) -> None:
         """One frame from a shard's connection. PlannedReconnect asks the shard to reconnect now."""
         self.last_frame_at = time.time()
+        FRAMES_READ.inc()
         try:
             event = normalize.parse_frame(raw)
         except NormalizeError as error:
@@ -282,19 +291,42 @@ class MarketDataWorker:
     async def _on_market(self, event: MarketMessage, shard: Shard) -> None:
         if event.symbol not in self.symbols:
             return  # a frame in flight for a symbol just disabled
-        message = event.message
-        try:
-            # Latest state first: whoever sees the message can already read at least this state.
-            # The message gets its seq once and is encoded once, for the snapshot and every socket.
-            if event.kind == "trade":
-                await latest.arecord_trade_price(event.symbol, message["price"])
-            frame = await publish.aprepare_market(message)
-            if event.kind != "trade":
-                await latest.astore_snapshot(Stream.TICKER, event.symbol, frame.text)
-            await publish.asend_market(frame)
-        except Exception:
-            if (failures := self._publish_failures.due()) is not None:
-                logger.warning("could not publish %d market message(s)", failures, exc_info=True)
+        if len(self._outgoing) >= self.options.max_pending:
+            self._outgoing.popleft()  # Redis is away or far behind: the oldest goes, as a slow socket's would
+            if (dropped := self._pending_drops.due()) is not None:
+                logger.warning("dropped %d market message(s): publishing fell behind", dropped)
+        self._outgoing.append(event.message)
+        self._has_outgoing.set()
+
+    async def _publish_outgoing(self) -> None:
+        """Publish the market messages read so far, in order, as one batch: whatever arrived while the
+        previous batch was being written goes next. No timer: an idle feed publishes each message at once."""
+        while True:
+            await self._has_outgoing.wait()
+            self._has_outgoing.clear()
+            batch, self._outgoing = self._outgoing, collections.deque()
+            try:
+                await self._publish_batch(batch)
+            except Exception:
+                if (failures := self._publish_failures.due()) is not None:
+                    logger.warning("could not publish %d market message(s)", failures, exc_info=True)
+            while batch:  # the listeners get every message, published or not
+                self._offer(batch.popleft())
+
+    async def _publish_batch(self, batch: collections.deque[dict]) -> None:
+        """Store the state of `batch`, offer its messages to the listeners (taking them off), publish it."""
+        # Latest state first: whoever sees a message can already read at least this state (the last
+        # price and ticker of the batch, one write for all). Each message gets its seq once and is
+        # encoded once, for the snapshot and every socket; the batch's trades are stored in one trip.
+        prices = {m["symbol"]: (m["price"], None) for m in batch if m["type"] == "trade"}
+        frames = await publish.aprepare_market_many(list(batch))
+        snapshots = {(Stream.TICKER, f.symbol): f.text for f in frames if f.kind != "trade"}
+        await latest.astore_market_state(prices=prices, snapshots=snapshots)
+        while batch:  # the listeners (the paper engine) can read the state now too
+            self._offer(batch.popleft())
+        await publish.asend_market_many(frames)
+
+    def _offer(self, message: dict) -> None:
         for feed in self._feeds:
             feed.offer(message)
 
@@ -378,36 +410,43 @@ class MarketDataWorker:
     async def publish_books(self) -> None:
         """Publish the top of every book that changed since the last round, if in sync and not crossed."""
         dirty, self._dirty = self._dirty, set()
+        messages = []
         for symbol in sorted(dirty):
             book = self.books.get(symbol)
             if book is None or not book.synced or book.crossed():
                 continue
             bids, asks = book.top(self.options.depth)
             timestamp = protocol.iso_from_millis(book.event_time) if book.event_time else protocol.now_iso()
-            message = protocol.orderbook(
-                symbol=symbol,
-                bids=bids,
-                asks=asks,
-                timestamp=timestamp,
-                last_update_id=book.last_update_id,
-                checksum=book_checksum(bids, asks),
+            messages.append(
+                protocol.orderbook(
+                    symbol=symbol,
+                    bids=bids,
+                    asks=asks,
+                    timestamp=timestamp,
+                    last_update_id=book.last_update_id,
+                    checksum=book_checksum(bids, asks),
+                )
             )
-            frame = await publish.aprepare_market(message)
-            self._book_frames[symbol] = (frame.text, time.monotonic())
-            await latest.astore_snapshot(Stream.ORDERBOOK, symbol, frame.text)
-            await publish.asend_market(frame)
-        await self._restore_quiet_books()
-
-    async def _restore_quiet_books(self) -> None:
-        """Re-store books in sync that did not change for a while, so their snapshot does not expire."""
+        frames = await publish.aprepare_market_many(messages)
         now = time.monotonic()
+        for frame in frames:
+            self._book_frames[frame.symbol] = (frame.text, now)
+        # One write for every book of the round, and the quiet books' re-store with it.
+        snapshots = {(Stream.ORDERBOOK, f.symbol): f.text for f in frames} | self._quiet_books(now)
+        await latest.astore_market_state(snapshots=snapshots)
+        await publish.asend_market_many(frames)
+
+    def _quiet_books(self, now: float) -> dict[tuple[str, str], str]:
+        """Books in sync that did not change for a while, to re-store so their snapshot does not expire."""
+        quiet = {}
         for symbol, (text, stored_at) in list(self._book_frames.items()):
             book = self.books.get(symbol)
             if book is None or not book.synced:
                 self._book_frames.pop(symbol, None)
             elif now - stored_at > BOOK_RESTORE_EVERY:
                 self._book_frames[symbol] = (text, now)
-                await latest.astore_snapshot(Stream.ORDERBOOK, symbol, text)
+                quiet[(Stream.ORDERBOOK, symbol)] = text
+        return quiet
 
     # --- status -----------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from realtime import admission, drain, flow, groups, metrics, protocol, session
+from realtime import admission, drain, flow, groups, metrics, protocol, session, wire
 from realtime.dispatch import OVERFLOW, dispatch_in_order
 from realtime.protocol import Endpoint
 from realtime.providers import providers
@@ -42,7 +42,15 @@ class GatewayConsumer(AsyncConsumer):
             receivers.append(functools.partial(get_channel_layer(alias).receive, channel_names[alias]))
         loop = asyncio.get_running_loop()
         limits = session.Limits.from_config(settings.APP)
-        self.session = session.Session(self.endpoint, limits, loop.time(), batch=_asks_for_batches(scope))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        self.format = query.get("format", [wire.JSON])[-1]
+        self.session = session.Session(
+            self.endpoint,
+            limits,
+            loop.time(),
+            batch=query.get("batch", [""])[-1] == "1",
+            binary=self.format == wire.MSGPACK,
+        )
         conn = Connection(uuid.uuid4().hex, str(self.endpoint), None)
         self.runner = Runner(self.session, conn, send, channel_names, flow.backlog_probe(send), loop)
         ticket = drain.process.enter(self._restart)  # on SIGTERM: an error frame, then close 1012
@@ -66,12 +74,17 @@ class GatewayConsumer(AsyncConsumer):
         """Accept first, then admit or refuse: a close before accept hides the code from browsers."""
         auth = self.scope.get("auth")
         await self.runner.send({"type": "websocket.accept", "subprotocol": getattr(auth, "subprotocol", None)})
+        if self.format not in wire.FORMATS:
+            reason = f"Unknown format {self.format[:20]!r}: use json or msgpack"
+            await self.runner.run(self.session.close(protocol.Code.INVALID_MESSAGE, reason))
+            return
         refusal = drain.process.refusal() or await admission.admit(self.endpoint, self.scope, self.runner.conn)
         if refusal is not None:
             await self.runner.run(self.session.close(*refusal))
             return
         self.runner.registered = True
-        self.runner.write_frame = flow.raw_writer(self.runner.send)
+        if not self.session.binary:  # market frames are pre-built as JSON text frames
+            self.runner.write_frame = flow.raw_writer(self.runner.send)
         await self.runner.run(self.session.admitted(self.runner.conn.user_id, getattr(auth, "expires_at", None)))
         metrics.ACTIVE_CONNECTIONS.labels(endpoint=str(self.endpoint)).inc()
         self.runner.start_keepalive()
@@ -106,10 +119,6 @@ class GatewayConsumer(AsyncConsumer):
     async def layer_messages(self, events: list[dict]) -> None:
         """Layer events that were waiting together (one array frame for a ?batch=1 connection)."""
         await self.runner.run(self.session.events(events, self.runner.backlog()))
-
-
-def _asks_for_batches(scope: dict) -> bool:
-    return parse_qs(scope.get("query_string", b"").decode("latin-1")).get("batch", [""])[-1] == "1"
 
 
 _EVENT_HANDLERS = {

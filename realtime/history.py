@@ -133,7 +133,14 @@ class MemoryHistory:
         return entry
 
     async def append(self, key: str, message: dict) -> Appended:
-        body = _body(message)
+        return self._append_body(key, _body(message))
+
+    async def append_many(self, items: list[tuple[str, dict]]) -> list[Appended]:
+        """`append` of each (key, message), in order; nothing is stored if one message is refused."""
+        bodies = [(key, _body(message)) for key, message in items]
+        return [self._append_body(key, body) for key, body in bodies]
+
+    def _append_body(self, key: str, body: str) -> Appended:
         with self._lock:
             self._appends += 1
             if self._appends % self.SWEEP_EVERY == 0:
@@ -271,6 +278,24 @@ class RedisHistory:
         args = [_new_epoch(), body, self.size, self.ttl]
         epoch, seq = await self._scripts()["append"](keys=self._keys(key), args=args)
         return Appended(epoch, int(seq), with_seq(body, int(seq)))
+
+    async def append_many(self, items: list[tuple[str, dict]]) -> list[Appended]:
+        """`append` of each (key, message), in order, in one round trip (the worker's trades of a tick).
+
+        One pipeline, not a transaction: each script is atomic on its own, which is all `append` needs.
+        """
+        if not items:
+            return []
+        bodies = [_body(message) for _key, message in items]
+        append = self._scripts()["append"]
+        async with append.registered_client.pipeline(transaction=False) as pipe:
+            for (key, _message), body in zip(items, bodies, strict=True):
+                await append(keys=self._keys(key), args=[_new_epoch(), body, self.size, self.ttl], client=pipe)
+            replies = await pipe.execute()
+        return [
+            Appended(epoch, int(seq), with_seq(body, int(seq)))
+            for (epoch, seq), body in zip(replies, bodies, strict=True)
+        ]
 
     async def position(self, key: str) -> Position:
         epoch, seq = await self._scripts()["position"](keys=self._keys(key), args=[_new_epoch(), self.ttl])

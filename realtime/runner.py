@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from channels.layers import get_channel_layer
 
-from realtime import groups, metrics, recovery, session
+from realtime import groups, metrics, recovery, session, wire
 from realtime.fanout import get_fanout
 from realtime.middleware import validate_access_token
 from realtime.providers import providers
@@ -64,7 +64,10 @@ class Runner:
 
     async def _send(self, action: session.Send) -> None:
         self.session.sent(self.loop.time())
-        await self.send({"type": "websocket.send", "text": action.text})
+        if self.session.binary:
+            await self.send({"type": "websocket.send", "bytes": wire.packed_frame(action.text, action.parts)})
+        else:
+            await self.send({"type": "websocket.send", "text": action.text})
         metrics.count_out(action.label, action.messages)
 
     async def _membership(self, action: session.Join | session.Leave) -> None:

@@ -55,6 +55,9 @@ class Send:
     text: str
     label: str  # the message type, for metrics
     messages: int = 1  # more than one: a batched array frame
+    parts: tuple[str, ...] = field(
+        default=(), compare=False
+    )  # a batched frame's messages, for a MessagePack connection (realtime.wire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,7 @@ class Session:
     outbox: Outbox = field(init=False)
     flood: FloodGuard = field(init=False)
     batch: bool = False  # ?batch=1: queued messages may go out as one JSON array frame
+    binary: bool = False  # ?format=msgpack: the adapter writes each frame as MessagePack (realtime.wire)
     delivered: dict[Sub, tuple[str, int]] = field(default_factory=dict)  # (epoch, last seq sent) per history
     last_sent: float = field(init=False)
     draining: bool = field(default=False, init=False)
@@ -481,7 +485,7 @@ def _one_frame(texts: list[str]) -> Send:
     """Already-encoded messages as one JSON array frame, without decoding or re-encoding them."""
     if len(texts) == 1:
         return Send(texts[0], "queued")
-    return Send("[" + ",".join(texts) + "]", "batch", len(texts))
+    return Send("[" + ",".join(texts) + "]", "batch", len(texts), tuple(texts))
 
 
 def _batched(actions: list[Action]) -> list[Action]:

@@ -18,7 +18,7 @@ from accounts.services.bots import (
     bot_validate,
     bots_run_due,
 )
-from accounts.services.fills import order_fill, orders_match_trade, orders_match_trades
+from accounts.services.fills import order_fill, orders_match_many, orders_match_trade, orders_match_trades
 from accounts.services.orders import order_cancel, order_place, orders_cancel_all
 from accounts.services.portfolio import portfolio_publish, portfolios_publish
 from accounts.services.risk import risk_limit_check, risk_limit_set, risk_limits_check
@@ -39,6 +39,7 @@ __all__ = [
     "order_fill",
     "order_place",
     "orders_cancel_all",
+    "orders_match_many",
     "orders_match_trade",
     "orders_match_trades",
     "portfolio_publish",

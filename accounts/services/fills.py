@@ -10,7 +10,7 @@ the order ends, once, with the reason, and its reservation is released.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -224,8 +224,12 @@ def orders_match_trade(*, symbol: str, trade: matching.Trade, prices: Prices | N
     """Fill the resting limit orders one market trade reached: on each side, best price then oldest
     first, only orders placed before the trade printed, up to the trade's quantity in all. Each
     order in its own transaction (one order's failure does not undo another's fill)."""
+    return _match_sides(symbol, trade, prices, (ledger.BUY, ledger.SELL))
+
+
+def _match_sides(symbol: str, trade: matching.Trade, prices: Prices | None, sides: tuple[str, ...]) -> list[Fill]:
     fills = []
-    for side in (ledger.BUY, ledger.SELL):
+    for side in sides:
         candidates = selectors.orders_crossed(symbol=symbol, side=side, price=trade.price, placed_before=trade.time)
         for match in matching.allocate(_enough(candidates, trade.quantity), trade):
             try:
@@ -258,10 +262,30 @@ def _enough(candidates, quantity: Decimal) -> list[matching.RestingOrder]:
 
 def orders_match_trades(*, symbol: str, trades: Sequence[matching.Trade], prices: Prices | None = None) -> list[Fill]:
     """Match several trades of one symbol, in the order they printed."""
+    return orders_match_many(trades={symbol: trades}, prices=prices)
+
+
+def orders_match_many(*, trades: Mapping[str, Sequence[matching.Trade]], prices: Prices | None = None) -> list[Fill]:
+    """Match the trades of several symbols, each symbol's in the order they printed.
+
+    The feed brings tens of trades a second per symbol and most reach no order: one query for the
+    best open limit of each side of every symbol, then candidates are read only for the sides a
+    trade crosses, and a symbol without open limit orders costs nothing more. A symbol's reach is
+    read again after a fill (a grid bot places its next order with it).
+    """
     fills = []
-    for trade in trades:
-        try:
-            fills.extend(orders_match_trade(symbol=symbol, trade=trade, prices=prices))
-        except Exception:
-            logger.exception("paper matching of a %s trade failed", symbol)
+    reaches = selectors.orders_reach(symbols=trades)
+    for symbol, reach in reaches.items():
+        for trade in trades[symbol]:
+            sides = reach.sides(trade.price)
+            if not sides:
+                continue
+            try:
+                found = _match_sides(symbol, trade, prices, sides)
+            except Exception:
+                logger.exception("paper matching of a %s trade failed", symbol)
+                found = None  # some of it may have been booked
+            if found != []:
+                fills.extend(found or ())
+                reach = selectors.orders_reach(symbols=[symbol]).get(symbol, matching.Reach(None, None))
     return fills

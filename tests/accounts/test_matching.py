@@ -3,7 +3,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from accounts.matching import Match, RestingOrder, Trade, allocate, crosses, vwap, walk_book
+from accounts.matching import Match, Reach, RestingOrder, Trade, allocate, crosses, vwap, walk_book
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -80,3 +80,13 @@ def test_an_unknown_side_is_refused():
         walk_book("hold", ASKS, D("1"))
     with pytest.raises(ValueError):
         crosses("hold", D("1"), D("1"))
+
+
+def test_the_reach_names_the_sides_a_trade_crosses_and_none_outside_both():
+    reach = Reach(highest_buy=D("100"), lowest_sell=D("110"))
+    assert reach.sides(D("105")) == ()
+    assert reach.sides(D("100")) == ("buy",) and reach.sides(D("99")) == ("buy",)
+    assert reach.sides(D("110")) == ("sell",) and reach.sides(D("111")) == ("sell",)
+    assert Reach(highest_buy=D("100"), lowest_sell=D("90")).sides(D("95")) == ("buy", "sell")
+    assert Reach(highest_buy=None, lowest_sell=None).sides(D("1")) == ()
+    assert Reach(highest_buy=None, lowest_sell=D("90")).sides(D("95")) == ("sell",)

@@ -187,6 +187,33 @@ def test_matching_fills_resting_orders_of_both_sides_at_their_limits():
     assert reload(far).status == "new"
 
 
+def test_matching_many_symbols_fills_each_symbols_orders_and_skips_symbols_without_any(settings):
+    make_symbol("ETHUSDT")
+    user = make_user()
+    btc_buy = place(user, "buy", "0.1", price="49000")
+    eth_buy = place(user, "buy", "1", price="2000", symbol="ETHUSDT")
+    after = eth_buy.created_at
+    fills = services.orders_match_many(
+        trades={
+            "BTCUSDT": [trade_at("50000", after=after), trade_at("48000", after=after)],
+            "ETHUSDT": [trade_at("1990", after=after)],
+            "ADAUSDT": [trade_at("1", after=after)],  # no order at all: nothing read beyond the reach
+        }
+    )
+    assert sorted(f.order_id for f in fills) == sorted([btc_buy.pk, eth_buy.pk])
+    assert reload(btc_buy).average_price == D("49000") and reload(eth_buy).average_price == D("2000")
+
+
+def test_the_trades_of_one_run_fill_one_after_another_in_the_order_they_printed():
+    user = make_user()
+    high = place(user, "buy", "1", price="100")
+    low = place(user, "buy", "1", price="90")
+    fills = services.orders_match_trades(
+        symbol="BTCUSDT", trades=[trade_at("100", "1", after=low.created_at), trade_at("90", "1", after=low.created_at)]
+    )
+    assert [f.order_id for f in fills] == [high.pk, low.pk]
+
+
 def test_a_fill_moves_the_balances_and_the_position_with_fees():
     user = make_user()
     set_price("BTCUSDT", "50000")

@@ -4,7 +4,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from accounts import services
+from accounts import selectors, services
 from accounts.models import RiskLimit
 from tests.accounts.factories import make_limit, make_symbol, make_user, place, set_price
 
@@ -64,3 +64,23 @@ def test_a_user_without_a_limit_gets_no_alert():
     set_price("BTCUSDT", "40000")
     place(user, "buy", "2")
     assert services.risk_limit_check(user_id=user.pk, symbol="BTCUSDT", price=D("40000")) is False
+
+
+def test_only_symbols_with_a_limit_are_named_for_checks():
+    make_symbol("ETHUSDT")
+    user = make_user()
+    set_price("BTCUSDT", "40000")
+    make_limit(user, "BTCUSDT", "5000")
+    assert selectors.symbols_with_risk_limits(symbols=["BTCUSDT", "ETHUSDT", "ADAUSDT"]) == {"BTCUSDT"}
+    assert selectors.symbols_with_risk_limits(symbols=[]) == set()
+
+
+def test_a_revaluation_round_still_alerts_on_a_limited_symbol_among_many():
+    from accounts import engine
+
+    holder = make_user()
+    set_price("BTCUSDT", "40000")
+    place(holder, "buy", "0.1")
+    make_limit(holder, "BTCUSDT", "5000")
+    engine._revalue({"BTCUSDT", "ETHUSDT", "ADAUSDT"}, {"BTCUSDT": D("60000"), "ETHUSDT": D("1"), "ADAUSDT": D("1")})
+    assert breached(holder)

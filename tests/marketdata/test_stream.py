@@ -426,16 +426,17 @@ async def test_a_quiet_book_in_sync_is_stored_again_so_its_snapshot_does_not_exp
     monkeypatch.setattr(marketdata.stream, "BOOK_RESTORE_EVERY", 0.2)
     stored_while_quiet = asyncio.Event()
     stores = []
-    store = latest.astore_snapshot
+    store = latest.astore_market_state
 
-    async def spying_store(stream: str, symbol: str, text: str) -> None:
-        await store(stream, symbol, text)
-        if stream == "orderbook" and symbol == "BTCUSDT" and simulator.paused:
+    async def spying_store(*, prices=None, snapshots=None) -> None:
+        await store(prices=prices, snapshots=snapshots)
+        text = (snapshots or {}).get(("orderbook", "BTCUSDT"))
+        if text is not None and simulator.paused:
             stores.append(text)
             if len(stores) >= 3:  # one in-flight diff may land after the pause; three only by refresh
                 stored_while_quiet.set()
 
-    monkeypatch.setattr(latest, "astore_snapshot", spying_store)
+    monkeypatch.setattr(latest, "astore_market_state", spying_store)
     spy = await GroupSpy.join(groups.market("orderbook", "btcusdt"))
     async with running_worker(simulator):
         first = await spy.next()

@@ -117,6 +117,27 @@ async def test_append_numbers_events_from_one_and_returns_the_text_with_seq(stor
     assert orjson.loads(second.text) == {**event(2), "seq": 2}
 
 
+async def test_append_many_numbers_each_key_in_order_as_single_appends_would(store):
+    other = history.user_key(8, "orders")
+    await store.append(KEY, event(1))
+    appended = await store.append_many([(KEY, event(2)), (other, event(1)), (KEY, event(3))])
+
+    assert [a.seq for a in appended] == [2, 1, 3]
+    assert [orjson.loads(a.text) for a in appended] == [
+        {**event(2), "seq": 2},
+        {**event(1), "seq": 1},
+        {**event(3), "seq": 3},
+    ]
+    assert decoded(await store.since(KEY, appended[0].epoch, 1)) == [{**event(2), "seq": 2}, {**event(3), "seq": 3}]
+    assert await store.append_many([]) == []
+
+
+async def test_append_many_refuses_a_message_carrying_a_seq_before_storing_any(store):
+    with pytest.raises(ValueError, match="seq"):
+        await store.append_many([(KEY, event(1)), (KEY, {**event(2), "seq": 5})])
+    assert (await store.position(KEY)).seq == 0
+
+
 async def test_keys_count_separately(store):
     await store.append(KEY, event(1))
     other = await store.append(history.user_key(8, "orders"), event(1))

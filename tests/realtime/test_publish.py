@@ -138,3 +138,54 @@ async def test_a_market_message_is_encoded_once(layer, monkeypatch):
     await publish.apublish_market(orderbook_message())
 
     assert len(calls) == 1
+
+
+# --- many market messages at once (the worker's batches) ------------------------------------------
+
+
+async def test_preparing_many_gives_state_a_local_seq_and_trades_their_history_seq_in_order():
+    messages_in = [trade_message("BTCUSDT"), ticker_message("BTCUSDT"), trade_message("BTCUSDT")]
+    frames = await publish.aprepare_market_many(messages_in)
+
+    assert [f.kind for f in frames] == ["trade", "ticker", "trade"]
+    assert [f.seq for f in frames if f.kind == "trade"] == [1, 2]
+    assert frames[1].epoch == publish.MARKET_EPOCH
+    assert [orjson.loads(f.text)["seq"] for f in frames] == [f.seq for f in frames]
+
+
+async def test_sending_many_on_another_layer_sends_each_in_order(layer):
+    frames = await publish.aprepare_market_many([trade_message("BTCUSDT"), orderbook_message("ETHUSDT")])
+    await publish.asend_market_many(frames)
+
+    assert [(g, e["seq"]) for g, e in layer.sent] == [
+        (groups.market("trades", "BTCUSDT"), frames[0].seq),
+        (groups.market("orderbook", "ETHUSDT"), frames[1].seq),
+    ]
+
+
+async def test_sending_many_on_redis_pub_sub_reaches_every_group_in_order(monkeypatch):
+    import uuid
+
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from tests.integration.harness import redis_answers
+
+    if not redis_answers():
+        pytest.fail("Redis is not answering on 127.0.0.1:6379")
+    # Pub/sub channels ignore the database number; a fresh prefix keeps this test's channels its own.
+    real = RedisPubSubChannelLayer(hosts=["redis://127.0.0.1:6379/6"], prefix=f"test-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setattr(publish, "get_channel_layer", lambda alias="default": real)
+    channel = await real.new_channel()
+    await real.group_add(groups.market("trades", "BTCUSDT"), channel)
+    await real.group_add(groups.market("ticker", "ETHUSDT"), channel)
+    try:
+        frames = await publish.aprepare_market_many(
+            [trade_message("BTCUSDT") for _ in range(20)] + [ticker_message("ETHUSDT")]
+        )
+        await publish.asend_market_many(frames)
+        received = [await asyncio.wait_for(real.receive(channel), 10) for _ in frames]
+    finally:
+        await real.flush()
+
+    assert [e["seq"] for e in received if e["kind"] == "trade"] == list(range(1, 21))
+    assert [e["text"] for e in received if e["kind"] == "ticker"] == [frames[-1].text]

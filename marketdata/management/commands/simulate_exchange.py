@@ -18,13 +18,20 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--symbols", default="", help="comma list (default: MARKET_SYMBOLS)")
         parser.add_argument("--interval", type=float, default=0.1, help="seconds per market step (@depth@100ms)")
-        parser.add_argument("--trade-chance", type=float, default=0.5, help="chance of a trade per symbol and step")
+        parser.add_argument(
+            "--trade-chance",
+            type=float,
+            default=0.5,
+            help="expected trades per symbol and step (2: 20 trades/s at 100 ms)",
+        )
         parser.add_argument("--seed", type=int, default=None, help="seed for a repeatable random walk")
 
     def handle(self, *args, **options):
         symbols = tuple(s.strip().upper() for s in options["symbols"].split(",") if s.strip())
         if options["interval"] <= 0:
             raise CommandError("--interval must be positive")
+        if options["trade_chance"] < 0:
+            raise CommandError("--trade-chance must not be negative")
         config = SimulatorConfig(
             symbols=symbols or tuple(settings.APP.market_symbols),
             interval=options["interval"],
