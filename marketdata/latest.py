@@ -14,7 +14,8 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 
 from realtime.protocol import Stream
 
@@ -62,16 +63,16 @@ def _price_value(price: Decimal | str, at_ms: int | None) -> str:
 
 
 def record_trade_price(symbol: str, price: Decimal | str, *, at_ms: int | None = None) -> None:
-    cache.set(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
+    _cache().set(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
 
 
 async def arecord_trade_price(symbol: str, price: Decimal | str, *, at_ms: int | None = None) -> None:
-    await cache.aset(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
+    await _cache().aset(_price_key(symbol), _price_value(price, at_ms), PRICE_TTL_SECONDS)
 
 
 def last_trade(symbol: str) -> LastTrade | None:
     """The last trade price and when it was recorded, or None (none within PRICE_TTL_SECONDS)."""
-    raw = cache.get(_price_key(symbol))
+    raw = _cache().get(_price_key(symbol))
     if raw is None:
         return None
     price, _, at = str(raw).partition("@")
@@ -89,7 +90,7 @@ def last_trade_price(symbol: str) -> Decimal | None:
 async def astore_snapshot(stream: str, symbol: str, text: str) -> None:
     """Keep the newest encoded frame of a stateful stream (ticker, orderbook) for new subscribers."""
     ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == Stream.ORDERBOOK else SNAPSHOT_TTL_SECONDS
-    await cache.aset(_snapshot_key(stream, symbol), text, ttl)
+    await _cache().aset(_snapshot_key(stream, symbol), text, ttl)
 
 
 async def astore_market_state(
@@ -112,17 +113,17 @@ async def astore_market_state(
 
 def _set_groups(by_ttl: dict[int, dict[str, str]]) -> None:
     for ttl, values in by_ttl.items():
-        cache.set_many(values, ttl)
+        _cache().set_many(values, ttl)
 
 
 async def aclear_snapshot(stream: str, symbol: str) -> None:
-    await cache.adelete(_snapshot_key(stream, symbol))
+    await _cache().adelete(_snapshot_key(stream, symbol))
 
 
 async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> dict[str, str]:
     """symbol -> stored frame, in the order asked, skipping symbols with none yet."""
     keys = {_snapshot_key(stream, s): s for s in symbols}
-    found = await cache.aget_many(list(keys))
+    found = await _cache().aget_many(list(keys))
     return {symbol: found[key] for key, symbol in keys.items() if key in found}
 
 
@@ -142,7 +143,7 @@ def _levels(raw: object) -> tuple[tuple[Decimal, Decimal], ...]:
 
 def order_book(symbol: str) -> StoredBook | None:
     """The stored order book of a symbol (the frame /ws/market subscribers get), or None if none is current."""
-    raw = cache.get(_snapshot_key(Stream.ORDERBOOK, symbol))
+    raw = _cache().get(_snapshot_key(Stream.ORDERBOOK, symbol))
     if raw is None:
         return None
     try:
@@ -156,4 +157,19 @@ def order_book(symbol: str) -> StoredBook | None:
 
 def store_book_frame(symbol: str, text: str) -> None:
     """Store an encoded orderbook frame (the worker does this asynchronously; tests and tools use this)."""
-    cache.set(_snapshot_key(Stream.ORDERBOOK, symbol), text, BOOK_SNAPSHOT_TTL_SECONDS)
+    _cache().set(_snapshot_key(Stream.ORDERBOOK, symbol), text, BOOK_SNAPSHOT_TTL_SECONDS)
+
+
+_shared: tuple[tuple, object] | None = None
+
+
+def _cache():
+    """One cache client for the whole process. Django's `cache` is one per asyncio context, so every
+    WebSocket reading a snapshot would open its own client, pool and Redis connection (16 KiB per
+    connection and Redis's client limit, measured: docs/BENCHMARKS.md)."""
+    global _shared
+    conf = settings.CACHES[DEFAULT_CACHE_ALIAS]
+    marker = (conf.get("BACKEND"), str(conf.get("LOCATION")))
+    if _shared is None or _shared[0] != marker:  # settings changed (tests): a client for the new ones
+        _shared = (marker, caches.create_connection(DEFAULT_CACHE_ALIAS))
+    return _shared[1]

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 
 from realtime import groups, metrics
 from realtime.inbox import Inbox
+from realtime.session import market_sub_of
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,10 @@ class MarketFanout:
         members = self.members.get(event.get("group", ""))
         if not members:
             return
-        frame = _Frame(event["text"])
-        for member in list(members):
-            member.market_event(event, frame)
+        frame, sub = _Frame(event["text"]), market_sub_of(event)
+        written = sum(member.market_event(event, frame, sub) for member in list(members))
+        if written:
+            metrics.count_out(event.get("kind", "market"), written)  # once per update, not per socket
 
 
 class _Frame:

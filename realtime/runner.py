@@ -46,21 +46,23 @@ class Runner:
             held, self.held = self.held, []
             await self.run(self.session.events(held, self.backlog()))
 
-    def market_event(self, event: dict, frame) -> None:
-        """A market update from this process's fan-out (realtime.fanout); never awaits."""
+    def market_event(self, event: dict, frame, sub: session.MarketSub) -> bool:
+        """A market update from this process's fan-out (realtime.fanout); never awaits. True when it
+        was written at once, framed once for every connection of the process (the fan-out counts)."""
         if self.busy:
             self.held.append(event)
-            return
-        actions = self.session.event(event, self.backlog())
+            return False
+        actions = self.session.market(event, sub, self.backlog())
         if not actions:
-            return
+            return False
         first = actions[0]
         if len(actions) == 1 and type(first) is session.Send and first.text is frame.text and self.write_frame:
-            if self.write_frame(frame.bytes()):  # framed once for every connection of the process
+            if self.write_frame(frame.bytes()):
                 self.session.sent(self.loop.time())
-                metrics.count_out(first.label)
-            return
+                return True
+            return False
         self.tasks.append(self.loop.create_task(self.run(actions)))
+        return False
 
     async def _send(self, action: session.Send) -> None:
         self.session.sent(self.loop.time())

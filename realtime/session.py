@@ -364,10 +364,14 @@ class Session:
             if known is not None and seq is not None:
                 self.delivered[sub] = (epoch, seq)  # a new epoch: the history was lost and starts again
             return self.deliver(event["text"], Kind.RELIABLE, None, event.get("kind", "user"), backlog)
-        label, key = event.get("kind", "market"), event.get("key")
-        sub = MarketSub(protocol.STREAM_OF_MESSAGE_TYPE.get(label, Stream.TICKER), event.get("symbol", ""))
+        sub = market_sub_of(event)
         if event.get("symbol") is not None and sub not in self.subscriptions:
             return []  # left meanwhile (an update that was already on its way)
+        return self.market(event, sub, backlog)
+
+    def market(self, event: dict, sub: MarketSub, backlog: int) -> list[Action]:
+        """A market update for a subscription this connection holds (the fan-out knows it does)."""
+        label, key = event.get("kind", "market"), event.get("key")
         known, seq = self.delivered.get(sub), event.get("seq")
         if known is not None and seq is not None:
             if known[0] == event.get("epoch") and seq <= known[1]:
@@ -511,6 +515,11 @@ def _batched(actions: list[Action]) -> list[Action]:
 DRAIN_POLL_SECONDS = 0.05
 RESTART_MESSAGE = "Server restarting: reconnect (another instance serves you) and resume with since"
 BATCH_MAX_BYTES = 64 * 1024  # Twisted gives no async signal for "buffer drained"
+
+
+def market_sub_of(event: dict) -> MarketSub:
+    """The subscription a market layer event belongs to."""
+    return MarketSub(protocol.STREAM_OF_MESSAGE_TYPE.get(event.get("kind"), Stream.TICKER), event.get("symbol", ""))
 
 
 def _name(sub: Sub) -> str:

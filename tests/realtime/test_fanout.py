@@ -92,11 +92,12 @@ class Member:
         self.fail = fail
         self.arrived = asyncio.Event()
 
-    def market_event(self, event: dict, frame) -> None:
+    def market_event(self, event: dict, frame, sub=None) -> bool:
         self.got.append((event, frame))
         self.arrived.set()
         if self.fail:
             raise RuntimeError("this connection broke")
+        return False
 
     async def wait_for(self, count: int) -> None:
         async def enough() -> None:
@@ -224,8 +225,8 @@ def test_a_member_that_leaves_while_an_update_is_delivered_does_not_break_the_de
     hub = MarketFanout()
 
     class Leaver(Member):
-        def market_event(self, event, frame) -> None:
-            super().market_event(event, frame)
+        def market_event(self, event, frame, sub=None) -> bool:
+            return super().market_event(event, frame, sub)
             hub.members["market.ticker.btcusdt"].discard(self)
 
     a, b = Leaver(), Leaver()

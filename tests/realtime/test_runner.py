@@ -13,7 +13,7 @@ from realtime.fanout import _Frame, text_frame
 from realtime.protocol import Code, Endpoint, Stream
 from realtime.providers import providers
 from realtime.registry import Connection
-from realtime.session import FillGap, Limits, Loaded, LoadPositions, MarketSub, Session, UserSub
+from realtime.session import FillGap, Limits, Loaded, LoadPositions, MarketSub, Session, UserSub, market_sub_of
 from tests import messages
 
 EPOCH = "w1"
@@ -111,7 +111,7 @@ async def world(monkeypatch):
 
 def arrive(to: runner.Runner, event: dict) -> None:
     """The fan-out hands an update to the connection, with the frame built from the update's own text."""
-    to.market_event(event, _Frame(event["text"]))
+    to.market_event(event, _Frame(event["text"]), market_sub_of(event))
 
 
 def subscribed(world: World, seq: int) -> None:
@@ -188,16 +188,14 @@ async def test_an_update_sent_at_once_is_written_as_the_shared_frame(world):
     world.runner.write_frame = world.write_frame
     event = update(2)
     frame = _Frame(event["text"])
-    counted = metrics.MESSAGES_OUT.labels(type="ticker")._value.get()
+    written = world.runner.market_event(event, frame, market_sub_of(event))
 
-    world.runner.market_event(event, frame)
-
+    assert written  # the fan-out counts the writes of an update once (realtime.fanout)
     assert world.raw == [text_frame(event["text"].encode())]
     assert world.raw[0] is frame.bytes()  # the one built for every connection
     assert world.sent == []
     assert world.runner.tasks == []
     assert world.session.last_sent >= 0  # the heartbeat's silence timer restarts
-    assert metrics.MESSAGES_OUT.labels(type="ticker")._value.get() - counted == 1
     assert world.session.delivered[BTC] == (EPOCH, 2)
 
 
@@ -206,7 +204,10 @@ async def test_an_update_the_session_drops_is_neither_written_nor_scheduled(worl
     world.runner.write_frame = world.write_frame
 
     arrive(world.runner, update(5))  # not newer than the position
-    arrive(world.runner, update(6, "ETHUSDT"))  # not subscribed
+    world.runner.busy = 1  # answering its client: the update waits, and then the session's check applies
+    arrive(world.runner, update(6, "ETHUSDT"))  # not subscribed (any more)
+    world.runner.busy = 0
+    await world.runner.run([])
 
     assert (world.raw, world.sent, world.runner.tasks) == ([], [], [])
 
@@ -259,7 +260,7 @@ async def test_an_update_whose_answer_is_another_text_goes_through_the_runner(wo
     frame = _Frame("".join(event["text"]))  # equal, but not the text the session answers with
     assert frame.text == event["text"] and frame.text is not event["text"]
 
-    world.runner.market_event(event, frame)
+    world.runner.market_event(event, frame, market_sub_of(event))
     await world.settle()
 
     assert world.texts() == [event["text"]]
