@@ -1,30 +1,27 @@
 """What the trading domain offers the WebSocket gateway: each trading channel's snapshot for a user.
 
 Registered with realtime.providers in AccountsConfig.ready(); risk alerts are events, not state, so
-that channel has no snapshot.
+that channel has no snapshot. The reads run on accounts.snapshot_pool (threads of their own, one
+load in flight per user), not on the sync thread every other database call of the process shares.
 """
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
-
 from accounts import selectors
+from accounts.snapshot_pool import pool
 from realtime import providers
 
 
-@database_sync_to_async
-def orders_snapshot(user_id: int) -> list[dict]:
-    return selectors.open_order_messages(user_id=user_id)
+async def orders_snapshot(user_id: int) -> list[dict]:
+    return await pool.run(user_id, selectors.open_order_messages, user_id=user_id)
 
 
-@database_sync_to_async
-def bot_status_snapshot(user_id: int) -> list[dict]:
-    return selectors.bot_status_messages(user_id=user_id)
+async def bot_status_snapshot(user_id: int) -> list[dict]:
+    return await pool.run(user_id, selectors.bot_status_messages, user_id=user_id)
 
 
-@database_sync_to_async
-def portfolio_snapshot(user_id: int) -> list[dict]:
-    return [selectors.portfolio_message(user_id=user_id)]
+async def portfolio_snapshot(user_id: int) -> list[dict]:
+    return [await pool.run(user_id, selectors.portfolio_message, user_id=user_id)]
 
 
 def register() -> None:

@@ -1,0 +1,143 @@
+"""One user's snapshot loads cannot hold up another user's connect or snapshot (issue 10, item 4).
+
+Gates instead of timings: user A's load is stopped inside the database read until the test lets it
+go, and what must proceed meanwhile has to complete within the shared timeout. On the old wiring
+(every read on asgiref's one sync thread) those awaits time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts import gateway, selectors
+from accounts.snapshot_pool import SnapshotPool, pool
+from marketdata import latest
+from realtime import middleware
+from realtime.providers import providers
+from tests.accounts.factories import make_bot, make_symbol, make_user, place, set_price
+from tests.support import TIMEOUT
+
+A, B = 101, 202
+
+
+class Gate:
+    """A stand-in for a snapshot selector: user A's reads stop until released; every read is recorded."""
+
+    def __init__(self) -> None:
+        self.reads: list[int] = []
+        self.a_inside = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, *, user_id: int) -> list[dict]:
+        self.reads.append(user_id)
+        number = len(self.reads)
+        if user_id == A:
+            self.a_inside.set()
+            self.release.wait(TIMEOUT * 3)
+        return [{"user": user_id, "read": number}]
+
+    async def until_a_inside(self) -> None:
+        assert await asyncio.to_thread(self.a_inside.wait, TIMEOUT), "user A's load never started"
+
+
+@pytest.fixture
+def gate(monkeypatch) -> Gate:
+    stand_in = Gate()
+    monkeypatch.setattr(selectors, "open_order_messages", stand_in)
+    yield stand_in
+    stand_in.release.set()  # never leave a pool thread stuck, whatever the test did
+
+
+def test_the_trading_channels_are_served_by_the_pooled_snapshots():
+    assert providers.channel_snapshots["orders"] is gateway.orders_snapshot
+    assert providers.channel_snapshots["bot_status"] is gateway.bot_status_snapshot
+    assert providers.channel_snapshots["portfolio"] is gateway.portfolio_snapshot
+
+
+async def test_another_users_snapshot_loads_while_one_users_load_is_stuck(gate):
+    stuck = asyncio.create_task(gateway.orders_snapshot(A))
+    await gate.until_a_inside()
+    assert await asyncio.wait_for(gateway.orders_snapshot(B), TIMEOUT) == [{"user": B, "read": 2}]
+    assert not stuck.done()
+    gate.release.set()
+    assert await asyncio.wait_for(stuck, TIMEOUT) == [{"user": A, "read": 1}]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_connects_user_lookup_proceeds_while_a_snapshot_load_is_stuck(gate):
+    """The connect's lookup runs on the shared sync thread, which snapshot loads no longer occupy."""
+    user = await asyncio.to_thread(make_user, "bee")
+    stuck = asyncio.create_task(gateway.orders_snapshot(A))
+    await gate.until_a_inside()
+    found, why = await asyncio.wait_for(middleware._active_user(user.pk, None), TIMEOUT)
+    assert (found.pk, why) == (user.pk, "")
+    assert not stuck.done()
+    gate.release.set()
+    await asyncio.wait_for(stuck, TIMEOUT)
+
+
+async def test_one_user_holds_at_most_one_thread_however_many_loads_he_asks_for(gate):
+    first = asyncio.create_task(gateway.orders_snapshot(A))
+    await gate.until_a_inside()
+    more = [asyncio.create_task(gateway.orders_snapshot(A)) for _ in range(3)]
+    await asyncio.wait_for(gateway.orders_snapshot(B), TIMEOUT)  # the pool had free threads meanwhile...
+    assert gate.reads == [A, B]  # ...yet A's later loads waited for his first
+    assert pool.waiting(A) == 4
+    gate.release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, *more), TIMEOUT)
+    assert [r[0]["read"] for r in results] == [1, 3, 4, 5]  # in the order asked
+    assert pool.waiting(A) == 0 and pool.waiting(B) == 0  # places are forgotten once used
+
+
+async def test_a_failing_read_frees_the_users_place():
+    own = SnapshotPool(threads=1)
+
+    def broken(*, user_id: int) -> list[dict]:
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        await asyncio.wait_for(own.run(A, broken, user_id=A), TIMEOUT)
+    assert own.waiting(A) == 0
+    assert await asyncio.wait_for(own.run(A, lambda *, user_id: [user_id], user_id=A), TIMEOUT) == [A]
+
+
+# --- cheap snapshots: the reads do not grow with the user's orders and bots ----------------------
+
+
+def _reads(monkeypatch, select, user_id: int) -> tuple[int, int]:
+    """(database queries, price look-ups) of one snapshot selector."""
+    looked_up: list[str] = []
+    real = latest.last_trade_price
+    monkeypatch.setattr(latest, "last_trade_price", lambda symbol: looked_up.append(symbol) or real(symbol))
+    with CaptureQueriesContext(connection) as queries:
+        select(user_id=user_id)
+    monkeypatch.setattr(latest, "last_trade_price", real)
+    return len(queries.captured_queries), len(looked_up)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "select", [selectors.open_order_messages, selectors.bot_status_messages, selectors.portfolio_message]
+)
+def test_a_snapshot_costs_the_same_reads_for_one_order_and_bot_as_for_ten(monkeypatch, select):
+    make_symbol("BTCUSDT")
+    make_symbol("ETHUSDT")
+    set_price("BTCUSDT", "50000.00")
+    set_price("ETHUSDT", "3000.00")
+    small, large = make_user(), make_user()
+    for user, count in ((small, 1), (large, 10)):
+        for n in range(count):
+            symbol = ("BTCUSDT", "ETHUSDT")[n % 2]
+            place(user, "buy", "0.01", price="1000.00", symbol=symbol)
+            place(user, "buy", "0.01", symbol=symbol)  # a position to value
+            make_bot(user, name=f"bot {n}", symbol=symbol)
+    assert len(select(user_id=large.pk) if select is not selectors.portfolio_message else [1]) >= 1
+    queries_small, prices_small = _reads(monkeypatch, select, small.pk)
+    queries_large, prices_large = _reads(monkeypatch, select, large.pk)
+    assert queries_large == queries_small
+    assert prices_large <= 2  # one per symbol at most, not one per bot
