@@ -136,8 +136,9 @@ def test_a_snapshot_costs_the_same_reads_for_one_order_and_bot_as_for_ten(monkey
             place(user, "buy", "0.01", price="1000.00", symbol=symbol)
             place(user, "buy", "0.01", symbol=symbol)  # a position to value
             make_bot(user, name=f"bot {n}", symbol=symbol)
-    assert len(select(user_id=large.pk) if select is not selectors.portfolio_message else [1]) >= 1
-    queries_small, prices_small = _reads(monkeypatch, select, small.pk)
+    assert len(selectors.open_order_messages(user_id=large.pk)) == 10
+    assert len(selectors.bot_status_messages(user_id=large.pk)) == 10
+    queries_small, _ = _reads(monkeypatch, select, small.pk)
     queries_large, prices_large = _reads(monkeypatch, select, large.pk)
     assert queries_large == queries_small
     assert prices_large <= 2  # one per symbol at most, not one per bot
