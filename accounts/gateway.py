@@ -2,7 +2,8 @@
 
 Registered with realtime.providers in AccountsConfig.ready(); risk alerts are events, not state, so
 that channel has no snapshot. The reads run on accounts.snapshot_pool (threads of their own, one
-load in flight per user), not on the sync thread every other database call of the process shares.
+load in flight per user, a budget of messages a second per user), not on the sync thread every
+other database call of the process shares.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ async def bot_status_snapshot(user_id: int) -> list[dict]:
 
 
 async def portfolio_snapshot(user_id: int) -> list[dict]:
-    return [await pool.run(user_id, selectors.portfolio_message, user_id=user_id)]
+    return await pool.run(user_id, _portfolio_messages, user_id=user_id)
+
+
+def _portfolio_messages(*, user_id: int) -> list[dict]:
+    return [selectors.portfolio_message(user_id=user_id)]
 
 
 def register() -> None:

@@ -16,7 +16,10 @@ connections open. User B measures, one after the other and over and over:
 in two phases per round, in the same run:
   idle       A's bots are stopped and his connections are silent
   noisy      A's bots run and each of his 5 connections sends a request WS_RATE_LIMIT_PER_SECOND
-             minus one times a second (9/s by default), reading every reply. --pattern toggle
+             minus one times a second (9/s by default), reading every reply, the next request
+             once the last one is acknowledged (a client that never waits only piles requests
+             up in the server's queue for that connection: see the "Noisy neighbour" section of
+             docs/BENCHMARKS.md). --pattern toggle
              (default) alternates `unsubscribe` and `subscribe` of orders/bot_status/portfolio,
              so every second request loads all three snapshots (a repeat `subscribe` re-sends
              nothing since realtime/session.py keeps what a connection already has: --pattern
@@ -142,23 +145,26 @@ class Noise:
         while True:
             try:
                 async with websockets.connect(self.url, open_timeout=TIMEOUT, max_size=2**24) as ws:
-                    await ws.send(json.dumps({"type": "subscribe", "channels": CHANNELS}))
-                    reader = asyncio.create_task(self._read(ws))
+                    acks: asyncio.Queue = asyncio.Queue()
+                    reader = asyncio.create_task(self._read(ws, acks))
                     try:
-                        await self._send(ws)
+                        await ws.send(json.dumps({"type": "subscribe", "channels": CHANNELS}))
+                        await asyncio.wait_for(acks.get(), TIMEOUT)
+                        await self._send(ws, acks)
                     finally:
                         reader.cancel()
             except (websockets.ConnectionClosed, OSError, TimeoutError):
                 self.closes += 1
                 await asyncio.sleep(0.5)
 
-    async def _read(self, ws) -> None:
+    async def _read(self, ws, acks: asyncio.Queue) -> None:
         async for frame in ws:
             self.frames += 1
             if '"subscribed"' in frame[:40] or '"unsubscribed"' in frame[:40]:
-                self.requests += 1
+                acks.put_nowait(frame)
 
-    async def _send(self, ws) -> None:
+    async def _send(self, ws, acks: asyncio.Queue) -> None:
+        """One request at a time (the next after the last one's ack), at most `rate` a second."""
         subscribed, period = True, 1 / self.rate
         while True:
             await self.loud.wait()
@@ -167,6 +173,8 @@ class Noise:
                 subscribed = not subscribed
             kind = "subscribe" if subscribed else "unsubscribe"
             await ws.send(json.dumps({"type": kind, "channels": CHANNELS}))
+            await asyncio.wait_for(acks.get(), TIMEOUT)
+            self.requests += 1
             await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
 
 

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts import gateway, selectors
-from accounts.snapshot_pool import SnapshotPool, pool
+from accounts.snapshot_pool import Budget, SnapshotPool, pool
 from marketdata import latest
 from realtime import middleware
 from realtime.providers import providers
@@ -104,6 +104,62 @@ async def test_a_failing_read_frees_the_users_place():
         await asyncio.wait_for(own.run(A, broken, user_id=A), TIMEOUT)
     assert own.waiting(A) == 0
     assert await asyncio.wait_for(own.run(A, lambda *, user_id: [user_id], user_id=A), TIMEOUT) == [A]
+
+
+# --- the per-user budget (WS_SNAPSHOT_RATE_PER_USER) ---------------------------------------------
+
+
+def test_a_budget_in_debt_says_how_long_until_it_is_out_of_it():
+    budget = Budget.full(rate=100, now=0.0)  # holds 4 s worth: 400
+    assert budget.delay(0.0) == 0
+    budget.charge(600, 0.0)  # loads are charged after the fact, so the budget can owe
+    assert budget.delay(0.0) == 2.0
+    assert budget.delay(1.5) == 0.5
+    assert budget.delay(2.0) == 0
+    assert not budget.refilled(5.9)
+    assert budget.refilled(6.0)
+    assert budget.delay(100.0) == 0 and budget.tokens == 400  # never more than it holds
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_a_user_over_his_budget_waits_while_another_user_does_not():
+    time_ = FakeTime()
+    own = SnapshotPool(threads=2, rate=100, clock=lambda: time_.now, sleep=time_.sleep)
+
+    def big(*, user_id: int) -> list[dict]:
+        return [{}] * 600
+
+    def small(*, user_id: int) -> list[dict]:
+        return [{}]
+
+    assert len(await own.run(A, big, user_id=A)) == 600  # within his full budget: at once, 200 owed
+    await own.run(B, small, user_id=B)
+    assert time_.slept == []
+    await own.run(A, small, user_id=A)  # waits until the 200 are paid back at 100 a second
+    assert time_.slept == [2.0]
+    await own.run(B, small, user_id=B)
+    assert time_.slept == [2.0]
+
+
+async def test_quiet_users_places_are_forgotten():
+    time_ = FakeTime()
+    own = SnapshotPool(threads=2, rate=100, clock=lambda: time_.now, sleep=time_.sleep)
+
+    def small(*, user_id: int) -> list[dict]:
+        return [{}]
+
+    for user_id in range(1000):
+        await own.run(user_id, small, user_id=user_id)
+        time_.now += 0.001
+    assert own.users_tracked() <= 64  # only those whose budget has not refilled yet are kept
 
 
 # --- cheap snapshots: the reads do not grow with the user's orders and bots ----------------------
