@@ -105,6 +105,7 @@ class Samples:
     a_requests: int = 0  # A's requests answered during the phase
     a_frames: int = 0  # every frame A read
     a_closes: int = 0
+    refused: int = 0  # B's market orders refused for a stale market (counted, not measured)
     seconds: float = 0.0
 
     def extend(self, other: Samples) -> None:
@@ -113,6 +114,7 @@ class Samples:
         self.a_requests += other.a_requests
         self.a_frames += other.a_frames
         self.a_closes += other.a_closes
+        self.refused += other.refused
         self.seconds += other.seconds
 
 
@@ -221,6 +223,9 @@ class Bee:
         body = {"symbol": SYMBOL, "side": "buy", "type": "market", "quantity": "0.0001"}
         started = time.monotonic()
         status, order = await harness.ahttp_json("POST", f"{self.gateway.http}/api/orders/", body, self.token)
+        if status == 400 and "try again" in str(order):
+            samples.refused += 1  # the worker's book or price went stale (an overloaded machine): not a fill
+            return
         if status != 201 or order.get("status") != "filled":
             raise RuntimeError(f"B's market order was not filled: {status} {order}")
         order_id = int(order["id"])
@@ -304,6 +309,7 @@ def summary(samples: Samples) -> dict:
     figures["a_requests_per_s"] = samples.a_requests / samples.seconds if samples.seconds else 0.0
     figures["a_frames_per_s"] = samples.a_frames / samples.seconds if samples.seconds else 0.0
     figures["a_closes"] = samples.a_closes
+    figures["b_refused"] = samples.refused
     return figures
 
 
@@ -313,6 +319,8 @@ def line(figures: dict) -> str:
         for metric in ("connect", "snapshot", "fill")
     ]
     a = f"A {figures['a_requests_per_s']:.1f} req/s, {figures['a_frames_per_s']:.0f} frames/s"
+    if figures["b_refused"]:
+        a += f" | B refused {figures['b_refused']}"
     return " | ".join([*parts, a])
 
 
