@@ -349,6 +349,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="a temporary PostgreSQL database, not SQLite")
     parser.add_argument("--server-root", type=Path, default=None, help="run the servers from this checkout")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the servers (repeatable)")
     args = parser.parse_args()
     if args.server_root:
         harness.ROOT = args.server_root.resolve()
@@ -358,9 +359,11 @@ def main() -> None:
     redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
     workdir = Path(tempfile.mkdtemp(prefix="bench-noisy-"))
     print(f"logs in {workdir}; servers from {harness.ROOT}; Redis db {db}; load {os.getloadavg()}", flush=True)
+    print(f"{' '.join(sys.argv[1:])}", flush=True)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(lock.close)
-        stack = harness.Stack(workdir, f"redis://127.0.0.1:6379/{db}", workdir / "db.sqlite3", extra_env=dict(ENV))
+        extra = dict(ENV, **dict(item.split("=", 1) for item in args.env))
+        stack = harness.Stack(workdir, f"redis://127.0.0.1:6379/{db}", workdir / "db.sqlite3", extra_env=extra)
         if args.postgres:
             stack.extra_env["DATABASE_URL"] = cleanup.enter_context(postgres_database())
         cleanup.callback(stack.stop_all)
