@@ -167,8 +167,8 @@ def test_history_window_overrides_are_parsed():
     assert (loaded.ws_history_size, loaded.ws_history_ttl) == (50, 60)
 
 
-def test_the_snapshot_budget_defaults_to_500_messages_a_second_per_user_and_can_be_lifted():
-    assert config.load(env()).ws_snapshot_rate_per_user == 500
+def test_the_snapshot_budget_defaults_to_200_messages_a_second_per_user_and_can_be_lifted():
+    assert config.load(env()).ws_snapshot_rate_per_user == 200
     assert config.load(env(WS_SNAPSHOT_RATE_PER_USER="100000")).ws_snapshot_rate_per_user == 100000
     assert config.load(env(WS_SNAPSHOT_RATE_PER_USER="")) == config.load(env())
 
