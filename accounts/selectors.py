@@ -343,5 +343,7 @@ def bot_status_fields(bot: Bot, *, prices: Prices | None = None) -> dict:
 
 
 def bot_status_messages(*, user_id: int) -> list[dict]:
-    """One bot_status per bot of the user."""
-    return [protocol.bot_status(**bot_status_fields(bot)) for bot in bot_list(user_id=user_id)]
+    """One bot_status per bot of the user; each symbol's price is read once, not once per bot."""
+    bots = list(bot_list(user_id=user_id))
+    prices = {symbol: market_price(symbol=symbol) for symbol in {bot.symbol for bot in bots}}
+    return [protocol.bot_status(**bot_status_fields(bot, prices=prices)) for bot in bots]

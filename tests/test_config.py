@@ -167,6 +167,17 @@ def test_history_window_overrides_are_parsed():
     assert (loaded.ws_history_size, loaded.ws_history_ttl) == (50, 60)
 
 
+def test_the_snapshot_budget_defaults_to_200_messages_a_second_per_user_and_can_be_lifted():
+    assert config.load(env()).ws_snapshot_rate_per_user == 200
+    assert config.load(env(WS_SNAPSHOT_RATE_PER_USER="100000")).ws_snapshot_rate_per_user == 100000
+    assert config.load(env(WS_SNAPSHOT_RATE_PER_USER="")) == config.load(env())
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many", "2.5"])
+def test_a_snapshot_budget_that_is_not_a_positive_whole_number_is_refused(value):
+    assert "WS_SNAPSHOT_RATE_PER_USER" in refused(env(WS_SNAPSHOT_RATE_PER_USER=value))
+
+
 @pytest.mark.parametrize("name", ["WS_HISTORY_SIZE", "WS_HISTORY_TTL"])
 @pytest.mark.parametrize("value", ["0", "-5", "many"])
 def test_a_history_window_that_is_not_a_positive_whole_number_is_refused(name, value):

@@ -118,6 +118,7 @@ class Config:
     max_price_age: float = 10.0  # seconds: a market order needs a last price at least this fresh
     max_open_orders_per_user: int = 200
     max_bots_per_user: int = 20
+    ws_snapshot_rate_per_user: int = 200  # snapshot messages a second one user may load (per process)
     database_pool_size: int = 10
     database_conn_max_age: int = 0
     worker_lease_ttl: float = 5.0
@@ -187,6 +188,7 @@ def load(env: dict | None = None) -> Config:
         max_price_age=_positive_float(env, "MAX_PRICE_AGE", 10.0),
         max_open_orders_per_user=_int(env, "MAX_OPEN_ORDERS_PER_USER", 200, minimum=1),
         max_bots_per_user=_int(env, "MAX_BOTS_PER_USER", 20, minimum=1),
+        ws_snapshot_rate_per_user=_int(env, "WS_SNAPSHOT_RATE_PER_USER", 200, minimum=1),
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, minimum=0),
         database_conn_max_age=_int(env, "DATABASE_CONN_MAX_AGE", 0, minimum=0),
         worker_lease_ttl=lease_ttl,
