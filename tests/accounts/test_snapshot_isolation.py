@@ -33,7 +33,7 @@ class Gate:
         self.a_inside = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, *, user_id: int) -> list[dict]:
+    def __call__(self, *, user_id: int, **window) -> list[dict]:
         self.reads.append(user_id)
         number = len(self.reads)
         if user_id == A:
@@ -48,7 +48,7 @@ class Gate:
 @pytest.fixture
 def gate(monkeypatch) -> Gate:
     stand_in = Gate()
-    monkeypatch.setattr(selectors, "open_order_messages", stand_in)
+    monkeypatch.setattr(selectors, "order_snapshot_messages", stand_in)
     yield stand_in
     stand_in.release.set()  # never leave a pool thread stuck, whatever the test did
 
