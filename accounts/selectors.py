@@ -33,7 +33,7 @@ DEFAULT_LIST = 100
 
 def symbol_tradable(*, name: str) -> Symbol | None:
     """The enabled Symbol of that name, or None."""
-    return Symbol.objects.filter(name=name, enabled=True).first()
+    return Symbol.objects.enabled().filter(name=name).first()
 
 
 def symbol_assets(*, name: str) -> tuple[str, str]:

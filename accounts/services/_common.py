@@ -58,7 +58,7 @@ def tradable_symbol(name: object) -> Symbol:
     text = name.strip().upper() if isinstance(name, str) else ""
     symbol = selectors.symbol_tradable(name=text) if text else None
     if symbol is None:
-        tradable = ", ".join(Symbol.objects.filter(enabled=True).values_list("name", flat=True)) or "none"
+        tradable = ", ".join(Symbol.objects.enabled().values_list("name", flat=True)) or "none"
         raise InvalidInput(f"unknown or disabled symbol {name!r}; tradable symbols: {tradable}", field="symbol")
     return symbol
 
