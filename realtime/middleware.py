@@ -21,7 +21,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.protocol import Code
-from security import credentials
+from realtime.providers import providers
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,14 @@ def validate_access_token(raw: str | None) -> tuple[int | None, int | None, str]
 
 
 @database_sync_to_async
-def _active_user(user_id, credentials_claim) -> tuple[object | None, str]:
+def _active_user(user_id, raw_token: str | None) -> tuple[object | None, str]:
     """(the user, '') if it exists, is active and has not changed password since the token; else (None, why)."""
     user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
     if user is None or not user.is_active:
         return None, "User not found or inactive"
-    if not credentials.token_current(user, credentials_claim):
-        return None, credentials.REVOKED_MESSAGE
+    refused = providers.token_current(user, raw_token) if raw_token else None  # registered by the security app
+    if refused:
+        return None, refused
     return user, ""
 
 
@@ -89,7 +90,7 @@ async def authenticate(scope: dict) -> AuthResult:
     if user_id is None:
         return AuthResult(AnonymousUser(), Code.AUTH_FAILED, why, subprotocol)
     # Every connect: a deactivated user, or a token from before a password change, is refused at once.
-    user, why = await _active_user(user_id, credentials.token_claim(raw))
+    user, why = await _active_user(user_id, raw)
     if user is None:
         return AuthResult(AnonymousUser(), Code.USER_INACTIVE, why, subprotocol)
     return AuthResult(user, None, "", subprotocol, expires_at)

@@ -20,6 +20,7 @@ EnabledSymbols = Callable[[], Awaitable[frozenset[str]]]
 MarketSnapshots = Callable[[Stream, tuple[str, ...]], Awaitable[dict[str, str]]]  # symbol -> encoded frame
 ChannelSnapshot = Callable[[int], Awaitable[list[dict]]]  # user id -> messages
 MarketStatus = Callable[[], dict]
+TokenCurrent = Callable[[object, str], str | None]  # (user, raw access token) -> why it is refused, or None
 
 
 async def _configured_symbols() -> frozenset[str]:
@@ -34,11 +35,16 @@ def _no_worker() -> dict:
     return {"connected": False, "worker": "not running"}
 
 
+def _any_token(user: object, raw: str) -> str | None:
+    return None
+
+
 @dataclass
 class Providers:
     enabled_symbols: EnabledSymbols = _configured_symbols
     market_snapshots: MarketSnapshots = _no_market_snapshots
     market_status: MarketStatus = _no_worker
+    token_current: TokenCurrent = _any_token  # a token from before a password change (security app)
     channel_snapshots: dict[str, ChannelSnapshot] = field(default_factory=dict)
 
     async def channel_snapshot(self, channel: str, user_id: int) -> list[dict]:
@@ -70,3 +76,7 @@ def register_market(*, enabled_symbols: EnabledSymbols, market_snapshots: Market
 
 def register_channel_snapshot(channel: str, provider: ChannelSnapshot) -> None:
     providers.channel_snapshots[channel] = provider
+
+
+def register_token_check(check: TokenCurrent) -> None:
+    providers.token_current = check

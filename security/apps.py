@@ -7,6 +7,8 @@ class SecurityConfig(AppConfig):
     name = "security"
 
     def ready(self) -> None:
-        from security import revocation
+        from realtime import providers
+        from security import credentials, revocation
 
         revocation.connect_receivers()
+        providers.register_token_check(credentials.token_refusal)

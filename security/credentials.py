@@ -75,3 +75,8 @@ class CredentialsJWTAuthentication(JWTAuthentication):
         if not token_current(user, validated_token.get(CLAIM)):
             raise AuthenticationFailed(_(REVOKED_MESSAGE), code="credentials_changed")
         return user
+
+
+def token_refusal(user, raw: str) -> str | None:
+    """Why a WebSocket token is refused (issued before the user's password changed), or None."""
+    return None if token_current(user, token_claim(raw)) else REVOKED_MESSAGE

@@ -54,7 +54,7 @@ def test_seed_demo_refuses_unless_debug_is_on(tmp_path, debug):
 
 
 def test_make_run_uses_a_secret_of_its_own_that_git_ignores():
-    plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    plan = subprocess.run(["make", "-n", "-B", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
     ignored = subprocess.run(["git", "check-ignore", ".dev-secret-key"], cwd=ROOT, capture_output=True, text=True)
 
     assert "secrets.token_urlsafe" in plan and "DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-$(cat .dev-secret-key)}" in plan
