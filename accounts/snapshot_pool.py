@@ -97,7 +97,7 @@ class SnapshotPool:
         if self._rate is None:
             from django.conf import settings
 
-            self._rate = float(settings.APP.ws_snapshot_rate_per_user)
+            self._rate = settings.APP.ws_snapshot_rate_per_user
         return self._rate
 
     def _pool(self) -> ThreadPoolExecutor:
