@@ -293,8 +293,8 @@ export class AccountPanel {
           "tr",
           { dataset: { asset: balance.asset } },
           h("td", {}, balance.asset),
-          h("td", { className: "num" }, formatQuantity(balance.free)),
-          h("td", { className: "num muted" }, formatQuantity(balance.locked)),
+          h("td", { className: "num", title: balance.free }, formatSize(balance.free)),
+          h("td", { className: "num muted", title: balance.locked }, formatSize(balance.locked)),
         ),
       ),
     );
