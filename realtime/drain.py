@@ -172,9 +172,9 @@ def take_sigterm(reactor, seconds: float, drain: Drain = process) -> None:
 
     async def drain_then_stop(signum: int) -> None:
         began = time.monotonic()
-        logger.warning("SIGTERM: draining %d connections and requests (at most %g s)", len(drain), seconds)
+        logger.info("SIGTERM: draining %d connections and requests (at most %g s)", len(drain), seconds)
         left = await drain.run(seconds, lambda: stop_listening(reactor))
-        logger.warning("drained in %.1f s, %d connections left; stopping", time.monotonic() - began, left)
+        logger.info("drained in %.1f s, %d connections left; stopping", time.monotonic() - began, left)
         stop(signum)
 
     # A signal handler may run between any two bytecodes: it only schedules, the loop does the work.

@@ -45,7 +45,10 @@ def test_serve_on_a_busy_port_says_so_and_fails(stack, busy_port):
 @pytest.mark.parametrize("target", ["run", "serve"])
 def test_make_on_a_busy_port_fails_with_the_reason(stack, busy_port, target):
     # `-o .venv/.installed`: a test never reinstalls the virtualenv it runs from.
-    result = run(["make", "-o", ".venv/.installed", target], stack, PORT=str(busy_port), PATH=os.environ["PATH"])
+    # DJANGO_DEBUG unset, as in a newcomer's shell: make run defaults it on for its demo users.
+    result = run(
+        ["make", "-o", ".venv/.installed", target], stack, PORT=str(busy_port), PATH=os.environ["PATH"], DJANGO_DEBUG=""
+    )
 
     assert result.returncode != 0, result.stdout + result.stderr
     assert f"cannot listen on 127.0.0.1:{busy_port}" in result.stderr
