@@ -6,7 +6,6 @@
 Servers (see docs/BENCHMARKS.md):
   ours            daphne + tradingsite.asgi (MarketConsumer, market groups on RedisPubSubChannelLayer)
   ours-batched    the same server; the clients connect with ?batch=1 (waiting messages come as one array frame)
-  ours-direct     ours with the fan-out's frames sent on the socket at once (prototype: bench/ours_direct_asgi.py)
   ours-core       the same, but the "market" alias on the core RedisChannelLayer (bench.ours_core_settings)
   plain-channels  daphne + bench.plain_asgi (AsyncJsonWebsocketConsumer, core layer, send_json per event)
   reference       bench/reference_server.py (websockets.broadcast fed by redis.asyncio pub/sub)
@@ -54,7 +53,7 @@ from tests.integration.harness import (  # noqa: E402
 )
 
 BENCH = ROOT / "bench"
-SERVERS = ("ours", "ours-batched", "ours-direct", "ours-core", "plain-channels", "reference")
+SERVERS = ("ours", "ours-batched", "ours-core", "plain-channels", "reference")
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 
 
@@ -69,7 +68,6 @@ class Spec:
 SPECS = {
     "ours": Spec("tradingsite.settings", "tradingsite.asgi:application", "market"),
     "ours-batched": Spec("tradingsite.settings", "tradingsite.asgi:application", "market", "?batch=1"),
-    "ours-direct": Spec("tradingsite.settings", "bench.ours_direct_asgi:application", "market"),
     "ours-core": Spec("bench.ours_core_settings", "tradingsite.asgi:application", "market"),
     "plain-channels": Spec("bench.plain_settings", "bench.plain_asgi:application", "plain"),
     "reference": Spec("tradingsite.settings", None, "market"),
