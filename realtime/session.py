@@ -547,11 +547,6 @@ def _has_position(sub: Sub) -> bool:
     return isinstance(sub, UserSub | MarketSub)
 
 
-def _has_history(sub: Sub) -> bool:
-    """Trading channels and market trades are kept in a bounded history: resumable with `since`."""
-    return isinstance(sub, UserSub) or sub.stream in protocol.RESUMABLE_STREAMS
-
-
 def _count_subscriptions(subs: list[Sub], delta: int) -> None:
     for sub in subs:
         if isinstance(sub, MarketSub):
