@@ -84,11 +84,17 @@ class MarketFanout:
         pumping = asyncio.get_running_loop().create_task(pump())
         try:
             while True:
-                event = await inbox.get()
+                events = [await inbox.get()]
+                events += inbox.take_ready(_any)  # fallen behind: what waited goes out together
                 try:
-                    self.deliver(event)
+                    if len(events) > 1:
+                        self.deliver_all(events)
+                    else:
+                        self.deliver(events[0])
                 except Exception:
-                    logger.exception("market fan-out failed for a %s update", event.get("kind"))
+                    logger.exception(
+                        "market fan-out failed for a %s update (of %d)", events[0].get("kind"), len(events)
+                    )
         finally:
             pumping.cancel()
 
@@ -101,20 +107,67 @@ class MarketFanout:
         if written:
             metrics.count_out(event.get("kind", "market"), written)  # once per update, not per socket
 
+    def deliver_all(self, events: list[dict]) -> None:
+        """Updates that waited together: each connection gets its own in order; a ?batch=1 one gets
+        them as one array frame, framed once for every connection given the same updates."""
+        waiting: dict[object, list[tuple]] = {}
+        for event in events:
+            members = self.members.get(event.get("group", ""))
+            if members:
+                update = (event, _Frame(event["text"]), market_sub_of(event))
+                for member in members:
+                    waiting.setdefault(member, []).append(update)
+        arrays: dict[tuple, bytes] = {}
+        written: dict[str, int] = {}
+        for member, updates in waiting.items():
+            try:
+                if len(updates) > 1 and member.batch:
+                    sent = updates if member.market_events(updates, arrays) else ()
+                else:
+                    sent = [update for update in updates if member.market_event(*update)]
+            except Exception:
+                logger.exception("market fan-out failed for one connection")
+                continue
+            for event, _frame, _sub in sent:
+                kind = event.get("kind", "market")
+                written[kind] = written.get(kind, 0) + 1
+        for kind, count in written.items():
+            metrics.count_out(kind, count)
+
+
+def array_frame(frames: list[_Frame], arrays: dict[tuple, bytes]) -> bytes:
+    """The JSON array frame of several updates' texts, joined without re-encoding them, and built
+    once per delivery for every connection given the same updates (`arrays`)."""
+    key = tuple(id(frame) for frame in frames)  # the frames live until the delivery ends
+    found = arrays.get(key)
+    if found is None:
+        found = arrays[key] = text_frame(b"[" + b",".join(frame.payload() for frame in frames) + b"]")
+    return found
+
 
 class _Frame:
     """The update's WebSocket frame, built once on first use and shared by every connection."""
 
-    __slots__ = ("_bytes", "text")
+    __slots__ = ("_bytes", "_payload", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._bytes: bytes | None = None
+        self._payload: bytes | None = None
+
+    def payload(self) -> bytes:
+        if self._payload is None:
+            self._payload = self.text.encode()
+        return self._payload
 
     def bytes(self) -> bytes:
         if self._bytes is None:
-            self._bytes = text_frame(self.text.encode())
+            self._bytes = text_frame(self.payload())
         return self._bytes
+
+
+def _any(event) -> bool:
+    return True
 
 
 _fanouts: dict[int, MarketFanout] = {}

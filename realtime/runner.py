@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from channels.layers import get_channel_layer
 
 from realtime import groups, metrics, recovery, session, wire
-from realtime.fanout import get_fanout
+from realtime.fanout import array_frame, get_fanout
 from realtime.middleware import validate_access_token
 from realtime.providers import providers
 from realtime.registry import Connection, get_registry
@@ -62,6 +62,34 @@ class Runner:
                 return True
             return False
         self.tasks.append(self.loop.create_task(self.run(actions)))
+        return False
+
+    @property
+    def batch(self) -> bool:
+        """?batch=1: updates that waited together may go out as one array frame."""
+        return self.session.batch
+
+    def market_events(self, updates: list[tuple], arrays: dict[tuple, bytes]) -> bool:
+        """Market updates (event, frame, subscription) that waited together for this ?batch=1
+        connection, from the fan-out; never awaits. True when all were written at once as one array
+        frame (`arrays`: the frames already built in this delivery, shared between connections)."""
+        if self.busy:
+            self.held += [event for event, _frame, _sub in updates]
+            return False
+        backlog, actions, frames = self.backlog(), [], []
+        for event, frame, sub in updates:
+            sent = self.session.market(event, sub, backlog)
+            actions += sent
+            if len(sent) == 1 and type(sent[0]) is session.Send and sent[0].text is frame.text:
+                frames.append(frame)
+        if not actions:
+            return False
+        if len(frames) == len(actions) == len(updates) and self.write_frame:
+            if self.write_frame(array_frame(frames, arrays)):
+                self.session.sent(self.loop.time())
+                return True
+            return False
+        self.tasks.append(self.loop.create_task(self.run(session.batched(actions))))
         return False
 
     async def _send(self, action: session.Send) -> None:

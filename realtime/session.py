@@ -344,7 +344,7 @@ class Session:
         """Several layer events that were already waiting: with ?batch=1, what can be written at once
         goes out as one array frame (never delayed: only what had already arrived is combined)."""
         actions = [action for event in events for action in self.event(event, backlog)]
-        return _batched(actions) if self.batch else actions
+        return batched(actions) if self.batch else actions
 
     def event(self, event: dict, backlog: int) -> list[Action]:
         """A channel-layer event: a market update (conflated by key, or a droppable trade) or a trading event."""
@@ -492,8 +492,9 @@ def _one_frame(texts: list[str]) -> Send:
     return Send("[" + ",".join(texts) + "]", "batch", len(texts), tuple(texts))
 
 
-def _batched(actions: list[Action]) -> list[Action]:
-    """Consecutive sends merged into one array frame; every other action keeps its place."""
+def batched(actions: list[Action]) -> list[Action]:
+    """Consecutive sends merged into one array frame (for a ?batch=1 connection); every other action
+    keeps its place."""
     merged: list[Action] = []
     run: list[Send] = []
     size = 0

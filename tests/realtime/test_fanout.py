@@ -87,9 +87,12 @@ class Layer:
 class Member:
     """A connection's runner, as far as the fan-out sees it."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, batch: bool = False, writes: bool = False) -> None:
         self.got: list[tuple[dict, object]] = []
+        self.arrays: list[list[dict]] = []  # the updates handed over together (a ?batch=1 connection)
         self.fail = fail
+        self.batch = batch
+        self.writes = writes  # what the connection answers: written at once, or not
         self.arrived = asyncio.Event()
 
     def market_event(self, event: dict, frame, sub=None) -> bool:
@@ -97,7 +100,15 @@ class Member:
         self.arrived.set()
         if self.fail:
             raise RuntimeError("this connection broke")
-        return False
+        return self.writes
+
+    def market_events(self, updates: list[tuple], arrays: dict) -> bool:
+        self.arrays.append([event for event, _frame, _sub in updates])
+        self.got += [(event, frame) for event, frame, _sub in updates]
+        self.arrived.set()
+        if self.fail:
+            raise RuntimeError("this connection broke")
+        return self.writes
 
     async def wait_for(self, count: int) -> None:
         async def enough() -> None:
@@ -274,7 +285,87 @@ async def test_a_member_that_fails_is_logged_and_the_others_and_later_updates_st
         await fine.wait_for(1)
 
     assert len(broken.got) == 1
-    assert "market fan-out failed for a ticker update" in caplog.text
+    assert "market fan-out failed for" in caplog.text
+
+
+# --- updates that waited together (the process fell behind) ------------------------------------------------
+
+
+def test_updates_that_waited_together_reach_each_member_in_order_and_a_batched_one_in_one_call():
+    hub = MarketFanout()
+    plain, batched, eth, lone = Member(), Member(batch=True), Member(batch=True), Member(batch=True)
+    hub.members = {
+        "market.ticker.btcusdt": {plain, batched, lone},
+        "market.trades.btcusdt": {plain, batched},
+        "market.ticker.ethusdt": {eth},
+    }
+    events = [update(), update("market.trades.btcusdt", key=None), update(price="2"), update("market.ticker.xrpusdt")]
+
+    hub.deliver_all(events)
+
+    mine = [events[0], events[1], events[2]]
+    assert [got[0] for got in plain.got] == mine and plain.arrays == []
+    assert batched.arrays == [mine]
+    assert lone.arrays == [[events[0], events[2]]]
+    assert eth.got == []
+    assert batched.got[0][1] is plain.got[0][1]  # one frame per update, shared by every connection
+
+
+def test_a_batched_member_with_one_waiting_update_gets_it_as_a_single_message():
+    hub = MarketFanout()
+    batched = Member(batch=True)
+    hub.members = {"market.ticker.btcusdt": {batched}}
+
+    hub.deliver_all([update(), update("market.ticker.ethusdt")])
+
+    assert batched.arrays == [] and [got[0] for got in batched.got] == [update()]
+
+
+def test_waiting_updates_are_counted_once_per_kind_for_the_connections_that_wrote_them():
+    hub = MarketFanout()
+    writer, batched, lagging = Member(writes=True), Member(batch=True, writes=True), Member(batch=True)
+    hub.members = {"market.ticker.btcusdt": {writer, batched, lagging}, "market.trades.btcusdt": {batched}}
+    tickers, trades = (metrics.MESSAGES_OUT.labels(type=kind)._value.get() for kind in ("ticker", "trade"))
+
+    hub.deliver_all([update(), {**update("market.trades.btcusdt", key=None), "kind": "trade"}, update(price="2")])
+
+    assert metrics.MESSAGES_OUT.labels(type="ticker")._value.get() - tickers == 4  # 2 each: writer, batched
+    assert metrics.MESSAGES_OUT.labels(type="trade")._value.get() - trades == 1
+
+
+def test_a_member_that_fails_on_waiting_updates_is_logged_and_the_others_still_get_theirs(caplog):
+    hub = MarketFanout()
+    broken, fine = Member(batch=True, fail=True), Member(batch=True)
+    hub.members = {"market.ticker.btcusdt": {broken, fine}}
+
+    with caplog.at_level(logging.ERROR, logger=fanout.__name__):
+        hub.deliver_all([update(), update(price="2")])
+
+    assert fine.arrays == [[update(), update(price="2")]]
+    assert "market fan-out failed for one connection" in caplog.text
+
+
+async def test_updates_waiting_in_the_layer_are_read_and_handed_over_together(hub, layer):
+    batched = Member(batch=True)
+    for n in range(3):  # waiting before the fan-out reads
+        layer.queue.put_nowait(update(price=str(n), key=None))
+
+    await hub.join("market.ticker.btcusdt", batched)
+    await batched.wait_for(3)
+
+    assert batched.arrays == [[update(price=str(n), key=None) for n in range(3)]]
+
+
+def test_the_array_frame_of_waiting_updates_is_their_texts_joined_and_built_once():
+    frames = [fanout._Frame(update(price=str(n))["text"]) for n in range(3)]
+    arrays: dict = {}
+
+    built = fanout.array_frame(frames, arrays)
+
+    assert parsed(built).data == ("[" + ",".join(frame.text for frame in frames) + "]").encode()
+    assert parsed(built).opcode is Opcode.TEXT
+    assert fanout.array_frame(list(frames), arrays) is built
+    assert fanout.array_frame(frames[:2], arrays) is not built
 
 
 # --- one per event loop -------------------------------------------------------------------------------

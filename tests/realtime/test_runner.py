@@ -54,7 +54,11 @@ class World:
     """A runner on a real session, with the socket, the fan-out, the histories and the snapshots faked."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, endpoint: Endpoint = Endpoint.MARKET, heartbeat: float = 30.0
+        self,
+        loop: asyncio.AbstractEventLoop,
+        endpoint: Endpoint = Endpoint.MARKET,
+        heartbeat: float = 30.0,
+        batch: bool = False,
     ) -> None:
         self.session = Session(
             endpoint,
@@ -68,6 +72,7 @@ class World:
                 heartbeat_interval=heartbeat,
             ),
             loop.time(),
+            batch=batch,
         )
         self.sent: list[dict] = []  # what went through daphne's ASGI send
         self.raw: list[bytes] = []  # what was written straight to the socket
@@ -265,6 +270,82 @@ async def test_an_update_whose_answer_is_another_text_goes_through_the_runner(wo
 
     assert world.texts() == [event["text"]]
     assert world.raw == []
+
+
+# --- updates that waited together, for a ?batch=1 connection -------------------------------------------------
+
+
+def waited(*seqs: int) -> list[tuple]:
+    """Updates as the fan-out hands over those that waited together: (event, shared frame, subscription)."""
+    return [(event, _Frame(event["text"]), market_sub_of(event)) for event in map(update, seqs)]
+
+
+def array_of(*events: dict) -> bytes:
+    return text_frame(("[" + ",".join(event["text"] for event in events) + "]").encode())
+
+
+async def test_updates_that_waited_together_are_one_array_frame_built_once_for_every_connection():
+    loop = asyncio.get_running_loop()
+    first, second = World(loop, batch=True), World(loop, batch=True)
+    arrays: dict = {}
+    updates = waited(2, 3, 4)
+    for w in (first, second):
+        subscribed(w, 1)
+        w.runner.write_frame = w.write_frame
+        assert w.runner.batch
+
+        assert w.runner.market_events(updates, arrays)
+
+    assert first.raw == [array_of(update(2), update(3), update(4))]
+    assert second.raw[0] is first.raw[0]  # framed once for both
+    assert orjson.loads(first.raw[0][4:]) == [orjson.loads(update(seq)["text"]) for seq in (2, 3, 4)]
+    assert (first.sent, first.runner.tasks) == ([], [])
+    assert first.session.delivered[BTC] == (EPOCH, 4)
+    assert first.session.last_sent >= 0
+
+
+async def test_updates_that_waited_while_the_connection_was_busy_are_held_and_sent_as_one_array_after():
+    loop = asyncio.get_running_loop()
+    w = World(loop, batch=True)
+    subscribed(w, 1)
+    w.runner.write_frame = w.write_frame
+    w.runner.busy = 1
+
+    assert not w.runner.market_events(waited(2, 3), {})
+    assert w.runner.held == [update(2), update(3)]
+    w.runner.busy = 0
+    await w.runner.run([])
+
+    assert w.texts() == ["[" + update(2)["text"] + "," + update(3)["text"] + "]"]
+    assert w.raw == []
+
+
+async def test_waiting_updates_of_which_one_was_already_sent_go_through_the_runner_without_it():
+    loop = asyncio.get_running_loop()
+    w = World(loop, batch=True)
+    subscribed(w, 2)
+    w.runner.write_frame = w.write_frame
+
+    assert not w.runner.market_events(waited(2, 3, 4), {})  # 2: the position already holds it
+    await w.settle()
+
+    assert w.texts() == ["[" + update(3)["text"] + "," + update(4)["text"] + "]"]
+    assert w.raw == []
+
+
+async def test_waiting_updates_for_a_slow_batched_client_are_queued_conflated_and_drained():
+    loop = asyncio.get_running_loop()
+    w = World(loop, batch=True)
+    subscribed(w, 1)
+    w.runner.write_frame = w.write_frame
+    w.buffered = flow.HIGH_WATER
+
+    assert not w.runner.market_events(waited(2, 3), {})
+    w.buffered = 0
+    await w.settle()
+
+    assert w.raw == []
+    assert w.texts() == [update(3)["text"]]  # the newer price replaced the older one in the outbox
 
 
 # --- the rest of the session's actions ------------------------------------------------------------------------
