@@ -83,8 +83,7 @@ class GatewayConsumer(AsyncConsumer):
             await self.runner.run(self.session.close(*refusal))
             return
         self.runner.registered = True
-        if not self.session.binary:  # market frames are pre-built as JSON text frames
-            self.runner.write_frame = flow.raw_writer(self.runner.send)
+        self.runner.write_frame = flow.raw_writer(self.runner.send)  # market frames are framed once
         await self.runner.run(self.session.admitted(self.runner.conn.user_id, getattr(auth, "expires_at", None)))
         metrics.ACTIVE_CONNECTIONS.labels(endpoint=str(self.endpoint)).inc()
         self.runner.start_keepalive()

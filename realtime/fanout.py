@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from channels.layers import get_channel_layer
 
-from realtime import groups, metrics
+from realtime import groups, metrics, wire
 from realtime.inbox import Inbox
 from realtime.session import market_sub_of
 
@@ -28,12 +28,21 @@ logger = logging.getLogger(__name__)
 
 def text_frame(payload: bytes) -> bytes:
     """An unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it."""
+    return _frame(0x81, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """The same for a binary frame (a ?format=msgpack connection's)."""
+    return _frame(0x82, payload)
+
+
+def _frame(first_byte: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 126:
-        return bytes((0x81, size)) + payload
+        return bytes((first_byte, size)) + payload
     if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+        return bytes((first_byte, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first_byte, 127)) + size.to_bytes(8, "big") + payload
 
 
 class MarketFanout:
@@ -135,25 +144,31 @@ class MarketFanout:
             metrics.count_out(kind, count)
 
 
-def array_frame(frames: list[_Frame], arrays: dict[tuple, bytes]) -> bytes:
-    """The JSON array frame of several updates' texts, joined without re-encoding them, and built
-    once per delivery for every connection given the same updates (`arrays`)."""
-    key = tuple(id(frame) for frame in frames)  # the frames live until the delivery ends
+def array_frame(frames: list[_Frame], arrays: dict[tuple, bytes], binary: bool = False) -> bytes:
+    """The array frame of several updates (JSON texts joined, or MessagePack bytes behind an array
+    header: never re-encoded), built once per delivery for every connection given the same updates
+    in the same format (`arrays`)."""
+    key = (binary, *(id(frame) for frame in frames))  # the frames live until the delivery ends
     found = arrays.get(key)
     if found is None:
-        found = arrays[key] = text_frame(b"[" + b",".join(frame.payload() for frame in frames) + b"]")
+        if binary:
+            found = binary_frame(wire.array_header(len(frames)) + b"".join(wire.packed(f.text) for f in frames))
+        else:
+            found = text_frame(b"[" + b",".join(frame.payload() for frame in frames) + b"]")
+        arrays[key] = found
     return found
 
 
 class _Frame:
-    """The update's WebSocket frame, built once on first use and shared by every connection."""
+    """The update's WebSocket frame, built once per format on first use and shared by every connection."""
 
-    __slots__ = ("_bytes", "_payload", "text")
+    __slots__ = ("_binary", "_bytes", "_payload", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._bytes: bytes | None = None
         self._payload: bytes | None = None
+        self._binary: bytes | None = None
 
     def payload(self) -> bytes:
         if self._payload is None:
@@ -161,9 +176,16 @@ class _Frame:
         return self._payload
 
     def bytes(self) -> bytes:
+        """The JSON text frame."""
         if self._bytes is None:
             self._bytes = text_frame(self.payload())
         return self._bytes
+
+    def binary(self) -> bytes:
+        """The MessagePack binary frame (realtime.wire: converted once per process)."""
+        if self._binary is None:
+            self._binary = binary_frame(wire.packed(self.text))
+        return self._binary
 
 
 def _any(event) -> bool:

@@ -57,7 +57,7 @@ class Runner:
             return False
         first = actions[0]
         if len(actions) == 1 and type(first) is session.Send and first.text is frame.text and self.write_frame:
-            if self.write_frame(frame.bytes()):
+            if self.write_frame(frame.binary() if self.session.binary else frame.bytes()):
                 self.session.sent(self.loop.time())
                 return True
             return False
@@ -85,7 +85,7 @@ class Runner:
         if not actions:
             return False
         if len(frames) == len(actions) == len(updates) and self.write_frame:
-            if self.write_frame(array_frame(frames, arrays)):
+            if self.write_frame(array_frame(frames, arrays, self.session.binary)):
                 self.session.sent(self.loop.time())
                 return True
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgpack
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
@@ -84,16 +85,19 @@ MARKET_TRADES = 300
 
 
 async def market_trades_until(ws, trade_ids: set[int]) -> list:
-    """Frames (parsed, each checked against the contract) until every trade of `trade_ids` arrived."""
+    """Frames (parsed: JSON text, or MessagePack for a binary frame; each message checked against
+    the contract) until every trade of `trade_ids` arrived."""
     frames, seen = [], set()
     while not trade_ids <= seen:
         try:
-            frame = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            data = await asyncio.wait_for(ws.recv(), TIMEOUT)
         except TimeoutError:
             raise AssertionError(f"{len(seen)} of {len(trade_ids)} trades in {len(frames)} frames") from None
-        check_frame(frame)
+        frame = msgpack.unpackb(data) if isinstance(data, bytes) else orjson.loads(data)
+        for message in frame if isinstance(frame, list) else [frame]:
+            check_frame(message)
+            seen.add(message.get("trade_id"))
         frames.append(frame)
-        seen |= {m.get("trade_id") for m in (frame if isinstance(frame, list) else [frame])}
     return frames
 
 
@@ -101,25 +105,32 @@ async def test_market_updates_that_waited_in_the_process_reach_a_batched_client_
     gateway, redis_publish
 ):
     subscribe = {"type": "subscribe_trades", "symbols": ["ADAUSDT"]}
-    batched_url, plain_url = f"{gateway.ws}/ws/market?batch=1", f"{gateway.ws}/ws/market"
-    async with await Client.connect(batched_url) as batched, await Client.connect(plain_url) as plain:
+    url = f"{gateway.ws}/ws/market"
+    async with (
+        await Client.connect(url + "?batch=1") as batched,
+        await Client.connect(url + "?batch=1&format=msgpack") as packed,
+        await Client.connect(url) as plain,
+    ):
         await batched.subscribe(subscribe)
         await plain.subscribe(subscribe)
+        await packed.send(subscribe)
+        ack = msgpack.unpackb(await asyncio.wait_for(packed.ws.recv(), TIMEOUT))
+        assert ack["type"] == "subscribed", ack
         sent = [messages.trade("ADAUSDT", f"0.{n:04d}") for n in range(1, MARKET_TRADES + 1)]
         # One pipeline of PUBLISHes, as the worker sends a round: they reach the process together.
         await redis_publish.asend_market_many(await redis_publish.aprepare_market_many(sent))
         ids = {trade["trade_id"] for trade in sent}
-        batched_frames = await market_trades_until(batched.ws, ids)
-        plain_frames = await market_trades_until(plain.ws, ids)
+        received = [await market_trades_until(client.ws, ids) for client in (batched, packed, plain)]
 
     def mine(frames: list) -> list[dict]:
         return [m for f in frames for m in (f if isinstance(f, list) else [f]) if m.get("trade_id") in ids]
 
-    arrays = [frame for frame in batched_frames if isinstance(frame, list)]
-    assert arrays, "no market updates were written together"
-    assert all(len(array) > 1 for array in arrays)
-    for frames in (batched_frames, plain_frames):
+    for frames in received[:2]:
+        arrays = [frame for frame in frames if isinstance(frame, list)]
+        assert arrays, "no market updates were written together"
+        assert all(len(array) > 1 for array in arrays)
+    for frames in received:
         got = mine(frames)
         assert [m["price"] for m in got] == [m["price"] for m in sent]  # every one, once, in order
         assert [m["seq"] for m in got] == list(range(got[0]["seq"], got[0]["seq"] + MARKET_TRADES))
-    assert not any(isinstance(frame, list) for frame in plain_frames)
+    assert not any(isinstance(frame, list) for frame in received[2])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgpack
+import orjson
 import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
@@ -366,6 +368,22 @@ def test_the_array_frame_of_waiting_updates_is_their_texts_joined_and_built_once
     assert parsed(built).opcode is Opcode.TEXT
     assert fanout.array_frame(list(frames), arrays) is built
     assert fanout.array_frame(frames[:2], arrays) is not built
+
+
+def test_a_msgpack_connections_frames_are_binary_built_once_and_hold_the_same_messages():
+    frames = [fanout._Frame(update(price=str(n))["text"]) for n in range(3)]
+    arrays: dict = {}
+
+    single = parsed(frames[0].binary())
+    array = fanout.array_frame(frames, arrays, binary=True)
+
+    assert single.opcode is Opcode.BINARY
+    assert msgpack.unpackb(single.data) == orjson.loads(frames[0].text)
+    assert frames[0].binary() is frames[0].binary()
+    assert parsed(array).opcode is Opcode.BINARY
+    assert msgpack.unpackb(parsed(array).data) == [orjson.loads(frame.text) for frame in frames]
+    assert fanout.array_frame(frames, arrays, binary=True) is array
+    assert fanout.array_frame(frames, arrays) is not array  # the JSON array frame is another one
 
 
 # --- one per event loop -------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 
-from realtime import flow, groups, metrics, protocol, recovery, runner
-from realtime.fanout import _Frame, text_frame
+from realtime import flow, groups, metrics, protocol, recovery, runner, wire
+from realtime.fanout import _Frame, binary_frame, text_frame
 from realtime.protocol import Code, Endpoint, Stream
 from realtime.providers import providers
 from realtime.registry import Connection
@@ -59,6 +59,7 @@ class World:
         endpoint: Endpoint = Endpoint.MARKET,
         heartbeat: float = 30.0,
         batch: bool = False,
+        binary: bool = False,
     ) -> None:
         self.session = Session(
             endpoint,
@@ -73,6 +74,7 @@ class World:
             ),
             loop.time(),
             batch=batch,
+            binary=binary,
         )
         self.sent: list[dict] = []  # what went through daphne's ASGI send
         self.raw: list[bytes] = []  # what was written straight to the socket
@@ -230,6 +232,20 @@ async def test_a_connection_that_closed_refuses_the_raw_write_and_nothing_else_h
     assert metrics.MESSAGES_OUT.labels(type="ticker")._value.get() == counted
 
 
+async def test_an_update_for_a_msgpack_connection_is_written_as_the_shared_binary_frame():
+    w = World(asyncio.get_running_loop(), binary=True)
+    subscribed(w, 1)
+    w.runner.write_frame = w.write_frame
+    event = update(2)
+    frame = _Frame(event["text"])
+
+    assert w.runner.market_event(event, frame, market_sub_of(event))
+
+    assert w.raw == [binary_frame(wire.packed(event["text"]))]
+    assert w.raw[0] is frame.binary()
+    assert (w.sent, w.runner.tasks) == ([], [])
+
+
 # --- the fallback: the runner carries out what the session answered ------------------------------------------
 
 
@@ -302,6 +318,18 @@ async def test_updates_that_waited_together_are_one_array_frame_built_once_for_e
     assert (first.sent, first.runner.tasks) == ([], [])
     assert first.session.delivered[BTC] == (EPOCH, 4)
     assert first.session.last_sent >= 0
+
+
+async def test_updates_that_waited_together_for_a_msgpack_connection_are_one_binary_array():
+    w = World(asyncio.get_running_loop(), batch=True, binary=True)
+    subscribed(w, 1)
+    w.runner.write_frame = w.write_frame
+
+    assert w.runner.market_events(waited(2, 3), {})
+
+    assert w.raw == [
+        binary_frame(wire.array_header(2) + wire.packed(update(2)["text"]) + wire.packed(update(3)["text"]))
+    ]
 
 
 async def test_updates_that_waited_while_the_connection_was_busy_are_held_and_sent_as_one_array_after():
