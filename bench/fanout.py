@@ -679,7 +679,7 @@ async def main(args: argparse.Namespace) -> list[list[dict]]:
     names = [n.strip() for n in args.only.split(",")] if args.only else list(SERVERS)
     unknown = [n for n in names if n not in SPECS]
     if unknown:
-        raise SystemExit(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
+        raise SystemExit(f"unknown server(s) {unknown}; choose from {', '.join(SPECS)}")
     if not redis_answers():
         raise SystemExit("Redis is not answering on 127.0.0.1:6379: start it first")
     try:  # the same lock files the test suites use: no other run flushes or feeds this database meanwhile
@@ -743,7 +743,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds (default 20)")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds of load first (default 3)")
     parser.add_argument("--drain", type=float, default=5, help="seconds to wait for late messages (default 5)")
-    parser.add_argument("--only", help=f"comma-separated servers to run, from: {', '.join(SERVERS)}")
+    parser.add_argument(
+        "--only", help=f"comma-separated servers to run, from: {', '.join(SPECS)} (default: {', '.join(SERVERS)})"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of every server, for medians (default 1)")
     parser.add_argument("--client-procs", type=int, default=0, help="client processes (default: 2 from 100 clients)")
     parser.add_argument("--redis-db", type=int, default=11, help="Redis database number, flushed (default 11)")
