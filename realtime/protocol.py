@@ -495,8 +495,17 @@ def _payload_fields(cls: type) -> tuple[dataclasses.Field, ...]:
     return tuple(f for f in dataclasses.fields(cls) if f.name != "timestamp")
 
 
+# Values already as JSON wants them. Checked by exact type first: an order book's 40 levels are 120
+# values, and the generic checks below cost far more than the level itself.
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """Nested definitions (positions, performance) as JSON objects; Decimals as strings."""
+    if type(value) in _PLAIN_TYPES:
+        return value
+    if type(value) is list:  # before is_dataclass, which is slow to say no
+        return [_plain(item) for item in value]
     if dataclasses.is_dataclass(value):
         return {
             f.name: _plain(getattr(value, f.name))
