@@ -257,7 +257,14 @@ def iso_timestamp(moment: datetime) -> str:
 def iso_from_millis(millis: int) -> str:
     """An exchange event time (ms since the epoch) as our timestamp."""
     seconds, ms = divmod(int(millis), 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
+    return f"{_iso_second(seconds)}{ms:03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_second(seconds: int) -> str:
+    # The worker stamps thousands of messages a second, nearly all within the same few seconds:
+    # formatting a datetime for each cost more than the rest of a trade's normalisation.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 _EXACT = Context(prec=80)
