@@ -18,6 +18,7 @@ connection can notice a gap or a lost history without parsing the text.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import secrets
@@ -121,8 +122,9 @@ async def asend_market_many(frames: list[MarketFrame]) -> None:
     if not await _publish_batched(layer, sent):
         for group, event in sent:
             await layer.group_send(group, event)
-    for frame in frames:
-        metrics.PUBLISHED.labels(kind=frame.kind).inc()
+    # Counted per kind, not per frame: a labelled child is looked up under a lock each time.
+    for kind, count in collections.Counter(frame.kind for frame in frames).items():
+        metrics.PUBLISHED.labels(kind=kind).inc(count)
 
 
 # ARGV: channel, payload, channel, payload, ... PUBLISHed in order. One command and one reply for a
