@@ -248,11 +248,13 @@ def _field(payload: dict, key: str) -> Any:
 
 
 def _decimal(payload: dict, key: str, signed: bool = False) -> str:
-    value = _field(payload, key)
-    pattern = _SIGNED_DECIMAL if signed else _UNSIGNED_DECIMAL
+    return _decimal_value(_field(payload, key), key, _SIGNED_DECIMAL if signed else _UNSIGNED_DECIMAL)
+
+
+def _decimal_value(value: Any, name: str, pattern: re.Pattern = _UNSIGNED_DECIMAL) -> str:
     # Only strings: a JSON number would already have been through a float.
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise NormalizeError(f"field {key!r} is not a decimal string: {excerpt(repr(value), 40)}")
+        raise NormalizeError(f"field {name!r} is not a decimal string: {excerpt(repr(value), 40)}")
     return value
 
 
@@ -285,12 +287,14 @@ def _levels(payload: dict, key: str) -> list[list[str]]:
     value = _field(payload, key)
     if not isinstance(value, list):
         raise NormalizeError(f"field {key!r} is not a list of [price, quantity]")
-    levels = []
+    # Checked in place and returned as parsed: a diff carries many levels, and copying each into a
+    # new list (through a dict per value) cost more than the checks.
     for level in value:
         if not isinstance(level, list) or len(level) != 2:
             raise NormalizeError(f"field {key!r} holds a level that is not [price, quantity]")
-        levels.append([_decimal({"price": level[0]}, "price"), _decimal({"quantity": level[1]}, "quantity")])
-    return levels
+        _decimal_value(level[0], "price")
+        _decimal_value(level[1], "quantity")
+    return value
 
 
 def _request_id(value: Any) -> int | str | None:

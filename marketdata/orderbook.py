@@ -16,11 +16,11 @@ crossed book is never published.
 
 from __future__ import annotations
 
-import heapq
 from collections import deque
 from decimal import Decimal
 from enum import StrEnum
 
+from marketdata.book_side import BookSide
 from marketdata.normalize import DepthDiff, DepthSnapshot
 
 DEFAULT_BUFFER_LIMIT = 1000  # diffs kept while a snapshot is fetched (100 s at 100 ms)
@@ -38,10 +38,6 @@ class Outcome(StrEnum):
     RESYNC = "resync"  # sync lost or not reached: the caller must fetch a (new) snapshot
 
 
-# price -> (price as the exchange wrote it, quantity as the exchange wrote it)
-Side = dict[Decimal, tuple[str, str]]
-
-
 class OrderBook:
     """One symbol's book. Not thread safe; the worker drives it from one event loop."""
 
@@ -51,8 +47,8 @@ class OrderBook:
         self.last_update_id: int | None = None
         self.event_time: int | None = None  # exchange time (ms) of the last applied event
         self._bridged = False  # has the first event after the snapshot been applied?
-        self._bids: Side = {}
-        self._asks: Side = {}
+        self._bids = BookSide(highest_first=True)
+        self._asks = BookSide(highest_first=False)
         self._buffer: deque[DepthDiff] = deque(maxlen=buffer_limit)
 
     # --- what the worker asks ---------------------------------------------------------------------
@@ -73,14 +69,13 @@ class OrderBook:
         """The best `depth` levels per side, best first, as the exchange's strings."""
         if not self.synced:
             raise ValueError(f"the {self.symbol} book is not in sync; fetch a snapshot first")
-        bids = heapq.nlargest(depth, self._bids)
-        asks = heapq.nsmallest(depth, self._asks)
-        return [list(self._bids[p]) for p in bids], [list(self._asks[p]) for p in asks]
+        return self._bids.best_levels(depth), self._asks.best_levels(depth)
 
     def crossed(self) -> bool:
-        if not self._bids or not self._asks:
+        best_bid, best_ask = self._bids.best(), self._asks.best()
+        if best_bid is None or best_ask is None:
             return False
-        return max(self._bids) >= min(self._asks)
+        return best_bid >= best_ask
 
     # --- what the stream feeds in -----------------------------------------------------------------
 
@@ -146,7 +141,7 @@ class OrderBook:
         return diff.first_update_id <= expected <= diff.final_update_id  # step 5
 
     def _load(self, snapshot: DepthSnapshot) -> None:
-        self._bids, self._asks = {}, {}
+        self._clear_sides()
         _update(self._bids, snapshot.bids)
         _update(self._asks, snapshot.asks)
         self.last_update_id = snapshot.last_update_id
@@ -154,16 +149,20 @@ class OrderBook:
         self.state = State.SYNCED
 
     def _discard(self) -> None:
-        self._bids, self._asks = {}, {}
+        self._clear_sides()
         self.last_update_id = self.event_time = None
         self._bridged = False
         self.state = State.AWAITING_SNAPSHOT
 
+    def _clear_sides(self) -> None:
+        self._bids = BookSide(highest_first=True)
+        self._asks = BookSide(highest_first=False)
 
-def _update(side: Side, levels: list[list[str]]) -> None:
+
+def _update(side: BookSide, levels: list[list[str]]) -> None:
     for price, quantity in levels:
         key = Decimal(price)
         if Decimal(quantity) == 0:
-            side.pop(key, None)  # removing a level we never saw is normal (step 9)
+            side.remove(key)  # removing a level we never saw is normal (step 9)
         else:
-            side[key] = (price, quantity)
+            side.set(key, (price, quantity))

@@ -23,6 +23,7 @@ count; its `since` answers None (the caller sends `recovered: false` and the sna
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import threading
 import time
@@ -85,6 +86,12 @@ def _body(message: dict) -> str:
 
 def _new_epoch() -> str:
     return secrets.token_hex(8)
+
+
+def _new_epochs(count: int) -> list[str]:
+    """`count` fresh epochs from one read of the system's randomness (what token_hex reads, once)."""
+    pool = os.urandom(8 * count).hex()
+    return [pool[16 * i : 16 * (i + 1)] for i in range(count)]
 
 
 # --- in memory (embedded mode) ------------------------------------------------------------------
@@ -191,20 +198,25 @@ def _servable(stored_epoch: str, last: int, epoch: str, after_seq: int, up_to_se
 
 # --- Redis --------------------------------------------------------------------------------------
 
-# KEYS: meta hash, stream. ARGV: a fresh epoch, the encoded message, size, ttl.
+# KEYS: meta hash, stream. ARGV: a fresh epoch, size, ttl, then one or more encoded messages, which
+# get consecutive seqs in their order. Returns the epoch and the first message's seq.
 # A new epoch drops any stream left from the old count, so XADD's ids start again at 1-0.
 _APPEND = """
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
   redis.call('DEL', KEYS[2])
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local count = #ARGV - 3
+local first = redis.call('HINCRBY', KEYS[1], 'seq', count) - count + 1
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local text = string.sub(ARGV[2], 1, -2) .. ',"seq":' .. seq .. '}'
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 't', ms, 'm', text)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-return {redis.call('HGET', KEYS[1], 'epoch'), seq}
+for i = 1, count do
+  local seq = first + i - 1
+  local text = string.sub(ARGV[3 + i], 1, -2) .. ',"seq":' .. seq .. '}'
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 't', ms, 'm', text)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {redis.call('HGET', KEYS[1], 'epoch'), first}
 """
 
 # KEYS: meta hash, stream. ARGV: a fresh epoch, ttl.
@@ -275,27 +287,34 @@ class RedisHistory:
 
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
-        args = [_new_epoch(), body, self.size, self.ttl]
+        args = [_new_epoch(), self.size, self.ttl, body]
         epoch, seq = await self._scripts()["append"](keys=self._keys(key), args=args)
         return Appended(epoch, int(seq), with_seq(body, int(seq)))
 
     async def append_many(self, items: list[tuple[str, dict]]) -> list[Appended]:
         """`append` of each (key, message), in order, in one round trip (the worker's trades of a tick).
 
-        One pipeline, not a transaction: each script is atomic on its own, which is all `append` needs.
+        One script call per key with all of its messages (a symbol's trades of a tick get consecutive
+        seqs, as one by one), and one pipeline, not a transaction, for the keys: each call is atomic
+        on its own, which is all `append` needs.
         """
         if not items:
             return []
         bodies = [_body(message) for _key, message in items]
+        by_key: dict[str, list[int]] = {}  # key -> the indexes of its messages, in order
+        for index, (key, _message) in enumerate(items):
+            by_key.setdefault(key, []).append(index)
         append = self._scripts()["append"]
         async with append.registered_client.pipeline(transaction=False) as pipe:
-            for (key, _message), body in zip(items, bodies, strict=True):
-                await append(keys=self._keys(key), args=[_new_epoch(), body, self.size, self.ttl], client=pipe)
+            for (key, indexes), epoch in zip(by_key.items(), _new_epochs(len(by_key)), strict=True):
+                args = [epoch, self.size, self.ttl, *(bodies[i] for i in indexes)]
+                await append(keys=self._keys(key), args=args, client=pipe)
             replies = await pipe.execute()
-        return [
-            Appended(epoch, int(seq), with_seq(body, int(seq)))
-            for (epoch, seq), body in zip(replies, bodies, strict=True)
-        ]
+        appended: dict[int, Appended] = {}
+        for indexes, (epoch, first) in zip(by_key.values(), replies, strict=True):
+            for seq, index in enumerate(indexes, start=int(first)):
+                appended[index] = Appended(epoch, seq, with_seq(bodies[index], seq))
+        return [appended[index] for index in range(len(items))]
 
     async def position(self, key: str) -> Position:
         epoch, seq = await self._scripts()["position"](keys=self._keys(key), args=[_new_epoch(), self.ttl])

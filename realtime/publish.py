@@ -18,6 +18,7 @@ connection can notice a gap or a lost history without parsing the text.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import secrets
@@ -114,37 +115,50 @@ async def asend_market(frame: MarketFrame) -> None:
 
 
 async def asend_market_many(frames: list[MarketFrame]) -> None:
-    """`asend_market` of each frame, in order: on the Redis pub/sub layer one pipeline of PUBLISHes per
-    shard, so a batch of a thousand costs a round trip instead of a thousand."""
+    """`asend_market` of each frame, in order: on the Redis pub/sub layer one command per shard (a script
+    that PUBLISHes them all), so a batch of a thousand costs a round trip and one reply instead of a thousand."""
     layer = get_channel_layer(groups.MARKET_LAYER)
     sent = [_market_event(frame) for frame in frames]
-    if not await _publish_pipelined(layer, sent):
+    if not await _publish_batched(layer, sent):
         for group, event in sent:
             await layer.group_send(group, event)
-    for frame in frames:
-        metrics.PUBLISHED.labels(kind=frame.kind).inc()
+    # Counted per kind, not per frame: a labelled child is looked up under a lock each time.
+    for kind, count in collections.Counter(frame.kind for frame in frames).items():
+        metrics.PUBLISHED.labels(kind=kind).inc(count)
 
 
-async def _publish_pipelined(layer, sent: list[tuple[str, dict]]) -> bool:
-    """What channels_redis's RedisPubSubChannelLayer.group_send does for each, pipelined per shard
+# ARGV: channel, payload, channel, payload, ... PUBLISHed in order. One command and one reply for a
+# batch: redis-py parses every reply in Python, and a pipeline of PUBLISHes cost the worker 19 us per
+# message against 4 us this way (measured, 300 messages a batch). Channels are not keys, so the
+# script touches no key and runs on any server.
+_PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+PUBLISH_CHUNK = 1000  # messages per script call: a backlog after an outage does not stall Redis long
+
+
+async def _publish_batched(layer, sent: list[tuple[str, dict]]) -> bool:
+    """What channels_redis's RedisPubSubChannelLayer.group_send does for each, batched per shard
     (4.x internals: its loop layer, shards and their lock). False for another layer: nothing sent."""
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
     if not isinstance(layer, RedisPubSubChannelLayer):
         return False
     loop_layer = layer._get_layer()
-    by_shard: dict[int, tuple[object, list[tuple[str, bytes]]]] = {}
+    by_shard: dict[int, tuple[object, list[str | bytes]]] = {}
     for group, event in sent:
         channel = loop_layer._get_group_channel_name(group)
         shard = loop_layer._get_shard(channel)
-        by_shard.setdefault(id(shard), (shard, []))[1].append((channel, layer.serialize(event)))
-    for shard, messages in by_shard.values():
+        by_shard.setdefault(id(shard), (shard, []))[1].extend((channel, layer.serialize(event)))
+    for shard, args in by_shard.values():
         async with shard._lock:
             shard._ensure_redis()
-            async with shard._redis.pipeline(transaction=False) as pipe:
-                for channel, payload in messages:
-                    pipe.publish(channel, payload)
-                await pipe.execute()
+            publish_all = shard._redis.register_script(_PUBLISH_ALL)  # EVALSHA, loading it if the server lacks it
+            for start in range(0, len(args), 2 * PUBLISH_CHUNK):
+                await publish_all(args=args[start : start + 2 * PUBLISH_CHUNK])
     return True
 
 

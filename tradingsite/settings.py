@@ -254,7 +254,7 @@ def caches(redis_url: str | None) -> dict:
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     return {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "realtime.cache_backend.Cache",
             # A list, so Django does not split a Sentinel URL's host list on its commas.
             "LOCATION": [redis_url],
             "KEY_PREFIX": "tg",

@@ -14,10 +14,11 @@ from django.conf import settings
 from marketdata import latest, normalize, status
 from marketdata.checksum import book_checksum
 from marketdata.models import Symbol
-from marketdata.stream import WorkerOptions, load_enabled_symbols
+from marketdata.stream import MarketDataWorker, WorkerOptions, load_enabled_symbols
 from realtime import groups, history, protocol, publish
 from tests.marketdata.exchange import running_simulator
 from tests.marketdata.worker import (
+    QUICK,
     Collector,
     GroupSpy,
     running_worker,
@@ -444,3 +445,31 @@ async def test_a_quiet_book_in_sync_is_stored_again_so_its_snapshot_does_not_exp
         await asyncio.wait_for(stored_while_quiet.wait(), TIMEOUT)
         stored = orjson.loads((await latest.asnapshots("orderbook", ["BTCUSDT"]))["BTCUSDT"])
     assert stored["last_update_id"] >= first["last_update_id"]
+
+
+# --- the read loop's timeout ----------------------------------------------------------------------
+
+
+def frame_of(stream: str, payload: dict) -> bytes:
+    return orjson.dumps({"stream": stream, "data": payload})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        frame_of("btcusdt@trade", {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 1, "p": "1.5", "q": "2", "m": False}),
+        frame_of("btcusdt@depth@100ms", {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": [], "a": []}),
+        b'{"result": null, "id": 1}',
+        b"not json",
+    ],
+)
+async def test_handling_a_frame_never_suspends_so_the_read_timeout_can_only_end_a_recv(raw):
+    worker = MarketDataWorker(QUICK)
+    worker.apply_symbols({"BTCUSDT"})
+    try:
+        handling = worker.handle_frame(raw, worker.shards[0])
+        with pytest.raises(StopIteration):  # finished at the first step: it never waited for anything
+            handling.send(None)
+    finally:
+        for task in [*worker._syncing.values(), *worker._background, *(s._task for s in worker.shards)]:
+            task.cancel()

@@ -132,6 +132,24 @@ async def test_append_many_numbers_each_key_in_order_as_single_appends_would(sto
     assert await store.append_many([]) == []
 
 
+async def test_append_many_of_one_key_counts_on_from_single_appends_and_back(store):
+    other = history.user_key(8, "orders")
+    await store.append(KEY, event(1))
+    appended = await store.append_many([(KEY, event(n)) for n in range(2, 6)] + [(other, event(1))])
+    after = await store.append(KEY, event(6))
+
+    assert [a.seq for a in appended] == [2, 3, 4, 5, 1]
+    assert after.seq == 6 and after.epoch == appended[0].epoch
+    assert decoded(await store.since(KEY, after.epoch, 0)) == [{**event(n), "seq": n} for n in range(1, 7)]
+
+
+def test_fresh_epochs_are_distinct_hex_strings_as_token_hex_makes():
+    epochs = history._new_epochs(50)
+
+    assert len(set(epochs)) == 50
+    assert all(len(e) == 16 and int(e, 16) >= 0 for e in epochs)
+
+
 async def test_append_many_refuses_a_message_carrying_a_seq_before_storing_any(store):
     with pytest.raises(ValueError, match="seq"):
         await store.append_many([(KEY, event(1)), (KEY, {**event(2), "seq": 5})])

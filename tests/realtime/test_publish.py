@@ -163,7 +163,8 @@ async def test_sending_many_on_another_layer_sends_each_in_order(layer):
     ]
 
 
-async def test_sending_many_on_redis_pub_sub_reaches_every_group_in_order(monkeypatch):
+@pytest.mark.parametrize("chunk", [publish.PUBLISH_CHUNK, 3])  # one script call, or several
+async def test_sending_many_on_redis_pub_sub_reaches_every_group_in_order(monkeypatch, chunk):
     import uuid
 
     from channels_redis.pubsub import RedisPubSubChannelLayer
@@ -175,6 +176,7 @@ async def test_sending_many_on_redis_pub_sub_reaches_every_group_in_order(monkey
     # Pub/sub channels ignore the database number; a fresh prefix keeps this test's channels its own.
     real = RedisPubSubChannelLayer(hosts=["redis://127.0.0.1:6379/6"], prefix=f"test-{uuid.uuid4().hex[:8]}")
     monkeypatch.setattr(publish, "get_channel_layer", lambda alias="default": real)
+    monkeypatch.setattr(publish, "PUBLISH_CHUNK", chunk)
     channel = await real.new_channel()
     await real.group_add(groups.market("trades", "BTCUSDT"), channel)
     await real.group_add(groups.market("ticker", "ETHUSDT"), channel)
