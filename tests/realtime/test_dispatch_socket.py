@@ -17,11 +17,10 @@ class Stop(Exception):
 
 
 def readers_alive() -> list[asyncio.Task]:
-    return [
-        obj
-        for obj in gc.get_objects()
-        if isinstance(obj, asyncio.Task) and obj.get_coro().__qualname__ == "_Waiting.read"
-    ]
+    """Reader tasks still referenced (earlier tests' unreferenced ones are collected first)."""
+    gc.collect()
+    tasks = [obj for obj in gc.get_objects() if type(obj) is asyncio.Task]  # type(): no lazy object evaluated
+    return [task for task in tasks if task.get_coro().__qualname__ == "_Waiting.read"]
 
 
 def frame(n: int) -> dict:
