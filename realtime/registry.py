@@ -22,7 +22,7 @@ ENTRY_TTL = 30.0  # seconds an entry lives without a refresh
 REFRESH_EVERY = 10.0
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection
 class Connection:
     conn_id: str
     endpoint: str

@@ -20,7 +20,7 @@ from realtime.providers import providers
 from realtime.registry import Connection, get_registry
 
 
-@dataclass(eq=False)  # identity: a runner is one connection (a member of fan-out sets)
+@dataclass(eq=False, slots=True)  # identity: a runner is one connection (a member of fan-out sets)
 class Runner:
     session: session.Session
     conn: Connection
