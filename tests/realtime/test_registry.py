@@ -345,6 +345,19 @@ async def test_a_refreshed_entry_outlives_one_whose_instance_died(redis_registri
     assert status.user_connections == {"user_7": 1}
 
 
+async def test_a_refresh_in_several_batches_keeps_every_entry(redis_registries, clock, monkeypatch):
+    monkeypatch.setattr(registry, "REFRESH_BATCH", 2)
+    one = redis_registries()
+    for _ in range(5):
+        assert await one.acquire(conn(user_id=None, endpoint="market"), Limits()) is None
+
+    clock.advance(registry.ENTRY_TTL - 1)
+    await one.refresh()
+    clock.advance(2)
+
+    assert (await one.status()).active_connections == 5
+
+
 async def test_a_refresh_keeps_the_subscription_count(redis_registries, clock):
     one = redis_registries()
     held = conn()
