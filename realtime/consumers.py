@@ -110,7 +110,7 @@ class GatewayConsumer(AsyncConsumer):
     def _restart(self) -> None:
         """The process drains (SIGTERM): tell the client to reconnect elsewhere, once admitted."""
         if self.runner.registered:
-            self.runner.tasks.append(self.runner.loop.create_task(self.runner.run(self.session.restart())))
+            self.runner.spawn(self.runner.run(self.session.restart()))
 
     async def websocket_disconnect(self, message):
         raise StopConsumer

@@ -29,7 +29,7 @@ class Runner:
     backlog: object  # () -> bytes daphne holds for the socket (realtime.flow)
     loop: asyncio.AbstractEventLoop
     registered: bool = False
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)  # under way (`spawn`), cancelled at the end
     write_frame: object = None  # realtime.flow.raw_writer once the socket is open, when it can be used
     busy: int = 0  # nested run() calls under way: market updates wait in `held` meanwhile
     held: list[dict] = field(default_factory=list)
@@ -62,7 +62,7 @@ class Runner:
                 self.session.sent(self.loop.time())
                 return True
             return False
-        self.tasks.append(self.loop.create_task(self.run(actions)))
+        self.spawn(self.run(actions))
         return False
 
     async def _send(self, action: session.Send) -> None:
@@ -107,10 +107,17 @@ class Runner:
             while (step := self.session.drain(self.backlog())) is not None:
                 await (asyncio.sleep(step) if isinstance(step, float) else self._send(step))
 
-        self.tasks.append(self.loop.create_task(drain()))
+        self.spawn(drain())
 
     async def _close(self, action: session.Close) -> None:
         await self.send({"type": "websocket.close", "code": action.code, "reason": action.reason})
+
+    def spawn(self, work) -> None:
+        """Carry out `work` in a task of its own, cancelled if the connection ends first; forgotten
+        once done, or a busy connection's list would keep every task it ever started."""
+        task = self.loop.create_task(work)
+        self.tasks.append(task)
+        task.add_done_callback(self.tasks.remove)
 
     def start_keepalive(self) -> None:
         """Heartbeats after silence, and the close when the token expires (the session's deadlines).

@@ -253,6 +253,20 @@ async def test_an_update_for_a_slow_client_is_queued_and_drained_through_the_ser
     assert world.raw == []
 
 
+async def test_tasks_that_finished_are_not_kept(world):
+    subscribed(world, 1)
+    world.runner.write_frame = world.write_frame
+    for seq in range(2, 6):  # each queued, then drained by a task of its own
+        world.buffered = flow.HIGH_WATER
+        arrive(world.runner, update(seq))
+        world.buffered = 0
+        await world.settle()
+        await asyncio.sleep(0)  # the done callbacks run
+
+    assert world.texts() == [update(seq)["text"] for seq in range(2, 6)]
+    assert world.runner.tasks == []
+
+
 async def test_an_update_whose_answer_is_another_text_goes_through_the_runner(world):
     subscribed(world, 1)
     world.runner.write_frame = world.write_frame
