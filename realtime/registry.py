@@ -238,8 +238,10 @@ class RedisRegistry:
         expires = time.time() * 1000 + ENTRY_TTL * 1000
         live = list(self._local.values())
         for start in range(0, len(live), REFRESH_BATCH):
+            # Not one released while an earlier batch ran: it would come back until it expired.
+            batch = [conn for conn in live[start : start + REFRESH_BATCH] if conn.conn_id in self._local]
             async with self._redis().pipeline(transaction=False) as pipe:
-                for conn in live[start : start + REFRESH_BATCH]:
+                for conn in batch:
                     for key in (self._user_key(conn), self._address_key(conn)):
                         pipe.zadd(key, {conn.conn_id: expires})
                         pipe.pexpire(key, int(ENTRY_TTL * 1000))
