@@ -510,9 +510,9 @@ BUCKETS = (
     ("Twisted reactor: socket reads", ("_readOrWrite",)),
     # The second wave's fan-out (realtime/fanout.py), per connection per update:
     ("fan-out: transport.write -> startWriting (add_writer, selectors.modify)", ("FileDescriptor.startWriting",)),
-    ("fan-out: the frame's write (Twisted buffering / direct send)", ("raw_writer.", "direct_writer.")),
+    ("fan-out: the frame's write (Twisted buffering / direct send)", ("raw_writer.", "direct_writer.", "_RawWriter.")),
     ("fan-out: Session.event per connection", ("Session.event",)),
-    ("fan-out: backlog probe", ("backlog_probe",)),
+    ("fan-out: backlog probe", ("backlog_probe", "_Backlog.")),
     ("fan-out: metrics.count_out", ("count_out",)),
     ("fan-out: Runner.market_event's own work", ("Runner.market_event",)),
     ("daphne + autobahn: handle_reply, framing, transport.write (startWriting)", ("Server.handle_reply",)),

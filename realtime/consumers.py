@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from realtime import admission, drain, flow, groups, metrics, protocol, session, wire
-from realtime.dispatch import OVERFLOW, dispatch_in_order
+from realtime.dispatch import OVERFLOW, dispatch_in_order, dispatch_socket
 from realtime.protocol import Endpoint
 from realtime.providers import providers
 from realtime.registry import Connection
@@ -55,7 +55,10 @@ class GatewayConsumer(AsyncConsumer):
         self.runner = Runner(self.session, conn, send, channel_names, flow.backlog_probe(send), loop)
         ticket = drain.process.enter(self._restart)  # on SIGTERM: an error frame, then close 1012
         try:
-            await dispatch_in_order(receivers, self.dispatch, self.layer_messages, 2 * limits.burst)
+            if self.layer_aliases:
+                await dispatch_in_order(receivers, self.dispatch, self.layer_messages, 2 * limits.burst)
+            else:
+                await dispatch_socket(receive, self.dispatch, 2 * limits.burst)
         except StopConsumer:
             pass
         finally:
@@ -106,7 +109,7 @@ class GatewayConsumer(AsyncConsumer):
     def _restart(self) -> None:
         """The process drains (SIGTERM): tell the client to reconnect elsewhere, once admitted."""
         if self.runner.registered:
-            self.runner.tasks.append(self.runner.loop.create_task(self.runner.run(self.session.restart())))
+            self.runner.spawn(self.runner.run(self.session.restart()))
 
     async def websocket_disconnect(self, message):
         raise StopConsumer

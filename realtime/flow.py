@@ -32,15 +32,25 @@ def raw_writer(send: Callable) -> Callable[[bytes], bool] | None:
     transport = getattr(protocol, "transport", None)
     if transport is None or getattr(protocol, "_perMessageCompress", True) is not None:
         return None
-    open_state = protocol.STATE_OPEN
-    sock = getattr(transport, "socket", None)
-    direct = sock is not None and not getattr(transport, "TLS", False) and hasattr(transport, "_tempDataLen")
+    return _RawWriter(protocol, transport).write
 
-    def write(frame: bytes) -> bool:
-        if protocol.state != open_state:
+
+class _RawWriter:
+    # Every connection holds one: a bound method of a slotted object is a third of a closure's size.
+    __slots__ = ("direct", "open_state", "protocol", "sock", "transport")
+
+    def __init__(self, protocol, transport) -> None:
+        self.protocol, self.transport = protocol, transport
+        self.open_state = protocol.STATE_OPEN
+        self.sock = sock = getattr(transport, "socket", None)
+        self.direct = sock is not None and not getattr(transport, "TLS", False) and hasattr(transport, "_tempDataLen")
+
+    def write(self, frame: bytes) -> bool:
+        transport = self.transport
+        if self.protocol.state != self.open_state:
             return False
         if (
-            not direct
+            not self.direct
             or not transport.connected
             or transport._tempDataLen
             or len(transport.dataBuffer) != transport.offset
@@ -51,7 +61,7 @@ def raw_writer(send: Callable) -> Callable[[bytes], bool] | None:
         # the frame and register the socket for writing, then unregister it after the send: that
         # pair was the largest share of the per-message profile (docs/BENCHMARKS.md).
         try:
-            sent = sock.send(frame)
+            sent = self.sock.send(frame)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -61,8 +71,6 @@ def raw_writer(send: Callable) -> Callable[[bytes], bool] | None:
             transport.write(frame[sent:])
         return True
 
-    return write
-
 
 def backlog_probe(send: Callable) -> Callable[[], int]:
     """A function returning the transport's buffered byte count, or always 0 if unknowable."""
@@ -71,14 +79,21 @@ def backlog_probe(send: Callable) -> Callable[[], int]:
     if transport is None or not hasattr(transport, "_tempDataLen"):
         logger.warning("cannot see the server's send buffer; slow clients are bounded by the outbox only")
         return _zero
+    return _Backlog(transport).count
 
-    def backlog() -> int:
+
+class _Backlog:
+    __slots__ = ("transport",)  # one per connection, as `_RawWriter`
+
+    def __init__(self, transport) -> None:
+        self.transport = transport
+
+    def count(self) -> int:
+        transport = self.transport
         try:
             return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         except AttributeError:  # the connection is gone
             return 0
-
-    return backlog
 
 
 def _zero() -> int:

@@ -15,10 +15,13 @@ from collections import deque
 
 
 class Inbox:
+    __slots__ = ("_order", "_state", "_waiter", "conflated")
+
     def __init__(self) -> None:
         self._order: deque = deque()  # events, or the keys of state events waiting in `_state`
         self._state: dict[str, dict] = {}
-        self._ready = asyncio.Event()
+        # Only while `get` waits; an asyncio.Event would keep a deque of waiters (760 bytes) per inbox.
+        self._waiter: asyncio.Future | None = None
         self.conflated = 0
 
     def __len__(self) -> int:
@@ -36,7 +39,8 @@ class Inbox:
         else:
             self._state[key] = event
             self._order.append(_Key(key))
-        self._ready.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
         return replaced
 
     def take_ready(self, wanted) -> list:
@@ -55,8 +59,11 @@ class Inbox:
 
     async def get(self):
         while not self._order:
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         item = self._order.popleft()
         return self._state.pop(item.name) if isinstance(item, _Key) else item
 

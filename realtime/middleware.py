@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 BEARER_SUBPROTOCOL = "bearer"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per connection, in its scope
 class AuthResult:
     user: object  # a User, or AnonymousUser
     code: int | None = None  # None: authenticated
@@ -117,11 +117,15 @@ class OriginlessClientsAllowed:
     would stop nobody; what protects /ws/trading is the token, which is never a cookie.
     """
 
+    _asgi_single_callable = True  # an ASGI 3 application, though __call__ is not `async` (asgiref)
+
     def __init__(self, validated, unvalidated):
         self.validated = validated
         self.unvalidated = unvalidated
 
-    async def __call__(self, scope, receive, send):
+    def __call__(self, scope, receive, send):
+        """The chosen application's coroutine, for the server to await: a choice made before the
+        connection starts keeps no frame of its own suspended for the connection's whole life."""
         has_origin = any(name.lower() == b"origin" for name, _ in scope.get("headers", []))
         app = self.validated if has_origin else self.unvalidated
-        return await app(scope, receive, send)
+        return app(scope, receive, send)

@@ -25,7 +25,7 @@ class SlowConsumer(Exception):
     """The client is not reading; the next reliable message would have to be dropped."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     text: str
     kind: Kind
@@ -33,9 +33,12 @@ class _Entry:
 
 
 class Outbox:
+    __slots__ = ("_counted", "_queue", "_state", "capacity", "conflated", "dropped")
+
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._queue: deque[_Entry] = deque()
+        # Made on the first put: most connections never queue, and an empty deque is 760 bytes.
+        self._queue: deque[_Entry] | None = None
         self._state: dict[str, _Entry] = {}
         self._counted = 0  # live RELIABLE + DROPPABLE entries: what `capacity` bounds
         self.dropped = 0
@@ -58,7 +61,7 @@ class Outbox:
                 self.dropped += 1
                 return
             raise SlowConsumer(f"outbox full: {self._counted} undelivered messages")
-        self._queue.append(_Entry(text, kind, key))
+        self._queued().append(_Entry(text, kind, key))
         self._counted += 1
 
     def pop(self) -> str | None:
@@ -79,10 +82,15 @@ class Outbox:
             return
         entry = _Entry(text, Kind.STATE, key)
         self._state[key] = entry
-        self._queue.append(entry)
+        self._queued().append(entry)
+
+    def _queued(self) -> deque[_Entry]:
+        if self._queue is None:
+            self._queue = deque()
+        return self._queue
 
     def _drop_oldest_droppable(self) -> bool:
-        for index, entry in enumerate(self._queue):
+        for index, entry in enumerate(self._queue or ()):
             if entry.kind is Kind.DROPPABLE:
                 del self._queue[index]  # removed, not marked: the deque itself must stay bounded
                 self._counted -= 1

@@ -12,7 +12,7 @@ class Verdict(Enum):
     CLOSE = "close"  # the client kept flooding after being told: close with 4029
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """`rate` tokens a second, at most `burst` saved up. Time is passed in, so it is testable."""
 
@@ -34,7 +34,7 @@ class TokenBucket:
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class FloodGuard:
     """Refuse messages over the bucket; close once `strikes` refusals happen before the bucket refills."""
 

@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 ENTRY_TTL = 30.0  # seconds an entry lives without a refresh
 REFRESH_EVERY = 10.0
+REFRESH_BATCH = 500  # connections refreshed per Redis pipeline
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection
 class Connection:
     conn_id: str
     endpoint: str
@@ -231,18 +232,22 @@ class RedisRegistry:
         return await self._redis().eval(_SWEEP, 2, self._key("connections"), self._key("info"), now)
 
     async def refresh(self) -> None:
-        """Push this process's live entries' expiry forward."""
-        if not self._local:
-            return
+        """Push this process's live entries' expiry forward, REFRESH_BATCH connections per pipeline:
+        a pipeline holds its commands (about 1 KB a connection) until it runs, and one for every
+        connection at once would raise the process's memory by that much, for good."""
         expires = time.time() * 1000 + ENTRY_TTL * 1000
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for conn in self._local.values():
-                for key in (self._user_key(conn), self._address_key(conn)):
-                    pipe.zadd(key, {conn.conn_id: expires})
-                    pipe.pexpire(key, int(ENTRY_TTL * 1000))
-                pipe.zadd(self._key("connections"), {conn.conn_id: expires})
-                pipe.hset(self._key("info"), conn.conn_id, self._info(conn))
-            await pipe.execute()
+        live = list(self._local.values())
+        for start in range(0, len(live), REFRESH_BATCH):
+            # Not one released while an earlier batch ran: it would come back until it expired.
+            batch = [conn for conn in live[start : start + REFRESH_BATCH] if conn.conn_id in self._local]
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for conn in batch:
+                    for key in (self._user_key(conn), self._address_key(conn)):
+                        pipe.zadd(key, {conn.conn_id: expires})
+                        pipe.pexpire(key, int(ENTRY_TTL * 1000))
+                    pipe.zadd(self._key("connections"), {conn.conn_id: expires})
+                    pipe.hset(self._key("info"), conn.conn_id, self._info(conn))
+                await pipe.execute()
 
     def _ensure_refresher(self) -> None:
         if self._refresher is None or self._refresher.done():

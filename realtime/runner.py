@@ -20,7 +20,7 @@ from realtime.providers import providers
 from realtime.registry import Connection, get_registry
 
 
-@dataclass(eq=False)  # identity: a runner is one connection (a member of fan-out sets)
+@dataclass(eq=False, slots=True)  # identity: a runner is one connection (a member of fan-out sets)
 class Runner:
     session: session.Session
     conn: Connection
@@ -29,10 +29,11 @@ class Runner:
     backlog: object  # () -> bytes daphne holds for the socket (realtime.flow)
     loop: asyncio.AbstractEventLoop
     registered: bool = False
-    tasks: list[asyncio.Task] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)  # under way (`spawn`), cancelled at the end
     write_frame: object = None  # realtime.flow.raw_writer once the socket is open, when it can be used
     busy: int = 0  # nested run() calls under way: market updates wait in `held` meanwhile
     held: list[dict] = field(default_factory=list)
+    timer: asyncio.TimerHandle | asyncio.Task | None = None  # the keepalive's next deadline, or its actions
 
     async def run(self, actions: list[session.Action]) -> None:
         """Carry out a session's actions, in order; then the market updates that came meanwhile."""
@@ -61,7 +62,7 @@ class Runner:
                 self.session.sent(self.loop.time())
                 return True
             return False
-        self.tasks.append(self.loop.create_task(self.run(actions)))
+        self.spawn(self.run(actions))
         return False
 
     @property
@@ -134,23 +135,42 @@ class Runner:
             while (step := self.session.drain(self.backlog())) is not None:
                 await (asyncio.sleep(step) if isinstance(step, float) else self._send(step))
 
-        self.tasks.append(self.loop.create_task(drain()))
+        self.spawn(drain())
 
     async def _close(self, action: session.Close) -> None:
         await self.send({"type": "websocket.close", "code": action.code, "reason": action.reason})
 
+    def spawn(self, work) -> None:
+        """Carry out `work` in a task of its own, cancelled if the connection ends first; forgotten
+        once done, or a busy connection's list would keep every task it ever started."""
+        task = self.loop.create_task(work)
+        self.tasks.append(task)
+        task.add_done_callback(self.tasks.remove)
+
     def start_keepalive(self) -> None:
-        """Heartbeats after silence, and the close when the token expires (the session's deadlines)."""
+        """Heartbeats after silence, and the close when the token expires (the session's deadlines).
 
-        async def keepalive() -> None:
-            while not self.session.closed:
-                await asyncio.sleep(self.session.next_deadline(self.loop.time(), time.time()))
-                await self.run(self.session.tick(self.loop.time(), time.time()))
+        A timer, not a task sleeping until the deadline: an idle connection would pay for that task,
+        its frame and its future all the time. A task exists only while a deadline's actions run."""
+        if not self.session.closed:
+            delay = self.session.next_deadline(self.loop.time(), time.time())
+            self.timer = self.loop.call_later(delay, self._deadline)
 
-        self.tasks.append(self.loop.create_task(keepalive()))
+    def _deadline(self) -> None:
+        actions = self.session.tick(self.loop.time(), time.time())
+        if actions:
+            self.timer = self.loop.create_task(self._tick(actions))
+        else:  # nothing due after all (a frame went out meanwhile): wait for the new deadline
+            self.start_keepalive()
+
+    async def _tick(self, actions: list[session.Action]) -> None:
+        await self.run(actions)
+        self.start_keepalive()
 
     async def end(self) -> None:
         """The socket is gone: stop the timers, leave every group, give back the registry place."""
+        if self.timer is not None:
+            self.timer.cancel()
         for task in self.tasks:
             task.cancel()
         with contextlib.suppress(Exception):

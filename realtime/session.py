@@ -137,7 +137,7 @@ Action = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Per-connection limits, from settings (tradingsite.config)."""
 
@@ -162,14 +162,14 @@ class Limits:
         )
 
 
-@dataclass
+@dataclass(slots=True)  # one per connection: no __dict__
 class Session:
     endpoint: Endpoint
     limits: Limits
     now: float  # when the connection opened (monotonic)
     user_id: int | None = None
     expires_at: float | None = None  # the access token's expiry (wall clock), None: never
-    subscriptions: set[Sub] = field(default_factory=set)
+    subscriptions: frozenset[Sub] = frozenset()  # replaced on each change: the empty one costs nothing
     closed: bool = False
     outbox: Outbox = field(init=False)
     flood: FloodGuard = field(init=False)
@@ -243,12 +243,12 @@ class Session:
             if len(self.subscriptions) + len(new) > cap:
                 raise ProtocolError(f"Too many subscriptions: at most {cap} per connection; unsubscribe some first")
             changes: list[Action] = [Join(sub) for sub in new]
-            self.subscriptions.update(new)
+            self.subscriptions = self.subscriptions.union(new)
             _count_subscriptions(new, +1)
         else:
             gone = [sub for sub in wanted if sub in self.subscriptions]
             changes = [Leave(sub) for sub in gone]
-            self.subscriptions.difference_update(gone)
+            self.subscriptions = self.subscriptions.difference(gone)
             _count_subscriptions(gone, -1)
             for sub in gone:
                 self.delivered.pop(sub, None)
@@ -458,7 +458,7 @@ class Session:
     def end(self) -> list[Action]:
         """The socket is gone: leave every group (the adapter then forgets the connection)."""
         self.closed = True
-        gone, self.subscriptions = list(self.subscriptions), set()
+        gone, self.subscriptions = list(self.subscriptions), frozenset()
         _count_subscriptions(gone, -1)
         revocations = [Leave(Revocations())] if self.user_id is not None else []
         return [*(Leave(sub) for sub in gone), *revocations]

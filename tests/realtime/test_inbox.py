@@ -69,6 +69,19 @@ async def test_get_waits_for_the_next_event():
     assert (await asyncio.wait_for(waiting, TIMEOUT))["text"] == "late"
 
 
+async def test_a_get_cancelled_while_waiting_leaves_the_inbox_as_it_was():
+    inbox = Inbox()
+    waiting = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+
+    inbox.put(event("after"))
+
+    assert inbox._waiter is None  # nothing is kept for a get that is not waiting
+    assert (await asyncio.wait_for(inbox.get(), TIMEOUT))["text"] == "after"
+
+
 def from_a_layer(item) -> bool:
     return not item["type"].startswith("websocket.")
 

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import jwt
 import pytest
+from asgiref.compatibility import is_double_callable
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from realtime.middleware import BEARER_SUBPROTOCOL, token_from_scope, validate_access_token
+from realtime.middleware import BEARER_SUBPROTOCOL, OriginlessClientsAllowed, token_from_scope, validate_access_token
 
 USER_ID = 42
 OTHER_KEY = "other-key-that-this-server-never-had-0123456789"  # long enough that PyJWT does not warn
@@ -231,3 +232,20 @@ def test_no_refusal_message_contains_the_token_text(raw):
 
     assert token not in message
     assert all(part not in message for part in token.split(".") if len(part) > 8)
+
+
+# --- Origin -------------------------------------------------------------------------------------
+
+
+async def test_a_client_without_origin_skips_the_origin_check_and_a_browser_goes_through_it():
+    async def validated(scope, receive, send) -> str:
+        return "validated"
+
+    async def unvalidated(scope, receive, send) -> str:
+        return "unvalidated"
+
+    app = OriginlessClientsAllowed(validated, unvalidated)
+
+    assert await app(scope(), None, None) == "unvalidated"
+    assert await app(scope(origin="http://127.0.0.1"), None, None) == "validated"
+    assert not is_double_callable(app)  # servers and test communicators call it as ASGI 3

@@ -45,6 +45,25 @@ def test_an_empty_outbox_pops_nothing():
     assert not outbox
 
 
+def test_an_outbox_that_never_queued_holds_no_queue_and_one_that_did_works_as_before():
+    outbox = Outbox(3)
+    assert outbox._queue is None  # most connections never queue: they keep no deque
+
+    outbox.put("a", Kind.RELIABLE)
+    outbox.put("b", Kind.STATE, "ticker:BTCUSDT")
+
+    assert drain(outbox) == ["a", "b"]
+
+
+def test_a_zero_capacity_outbox_drops_market_trades_and_refuses_reliable_messages():
+    outbox = Outbox(0)
+
+    outbox.put("trade", Kind.DROPPABLE)
+    assert (outbox.dropped, len(outbox)) == (1, 0)
+    with pytest.raises(SlowConsumer):
+        outbox.put("fill", Kind.RELIABLE)
+
+
 def test_messages_come_out_in_the_order_they_went_in_across_kinds():
     outbox = filled(
         10,

@@ -345,6 +345,40 @@ async def test_a_refreshed_entry_outlives_one_whose_instance_died(redis_registri
     assert status.user_connections == {"user_7": 1}
 
 
+async def test_a_refresh_in_several_batches_keeps_every_entry(redis_registries, clock, monkeypatch):
+    monkeypatch.setattr(registry, "REFRESH_BATCH", 2)
+    one = redis_registries()
+    for _ in range(5):
+        assert await one.acquire(conn(user_id=None, endpoint="market"), Limits()) is None
+
+    clock.advance(registry.ENTRY_TTL - 1)
+    await one.refresh()
+    clock.advance(2)
+
+    assert (await one.status()).active_connections == 5
+
+
+async def test_a_connection_released_while_a_refresh_runs_is_not_brought_back(redis_registries, clock, monkeypatch):
+    monkeypatch.setattr(registry, "REFRESH_BATCH", 1)
+    one = redis_registries()
+    first, second = conn(user_id=None, endpoint="market"), conn(user_id=None, endpoint="market")
+    for each in (first, second):
+        assert await one.acquire(each, Limits()) is None
+    real_pipeline = one._redis().pipeline
+
+    def pipeline(*args, **kwargs):
+        if second.conn_id in one._local and len(one._local) == 2:
+            one._local.pop(second.conn_id)  # as release() does first, while the first batch is sent
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(one._redis(), "pipeline", pipeline)
+    clock.advance(registry.ENTRY_TTL - 1)
+    await one.refresh()
+    clock.advance(2)
+
+    assert (await one.status()).active_connections == 1
+
+
 async def test_a_refresh_keeps_the_subscription_count(redis_registries, clock):
     one = redis_registries()
     held = conn()

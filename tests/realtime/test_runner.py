@@ -274,6 +274,20 @@ async def test_an_update_for_a_slow_client_is_queued_and_drained_through_the_ser
     assert world.raw == []
 
 
+async def test_tasks_that_finished_are_not_kept(world):
+    subscribed(world, 1)
+    world.runner.write_frame = world.write_frame
+    for seq in range(2, 6):  # each queued, then drained by a task of its own
+        world.buffered = flow.HIGH_WATER
+        arrive(world.runner, update(seq))
+        world.buffered = 0
+        await world.settle()
+        await asyncio.sleep(0)  # the done callbacks run
+
+    assert world.texts() == [update(seq)["text"] for seq in range(2, 6)]
+    assert world.runner.tasks == []
+
+
 async def test_an_update_whose_answer_is_another_text_goes_through_the_runner(world):
     subscribed(world, 1)
     world.runner.write_frame = world.write_frame
@@ -473,7 +487,7 @@ async def test_a_close_is_sent_after_its_error_frame(world):
     assert world.sent[1] == {"type": "websocket.close", "code": 4029, "reason": "bye"}
 
 
-async def test_keepalive_sends_a_heartbeat_after_a_silence_and_end_stops_it_and_leaves_everything(monkeypatch):
+async def test_keepalive_sends_a_heartbeat_after_each_silence_and_end_stops_it_and_leaves_everything(monkeypatch):
     made = World(asyncio.get_running_loop(), Endpoint.TRADING, heartbeat=0.05)
     made.session.admitted(USER_ID, None)
     made.layer, made.registry = Layer(), Registry()
@@ -482,26 +496,49 @@ async def test_keepalive_sends_a_heartbeat_after_a_silence_and_end_stops_it_and_
     monkeypatch.setattr(runner, "get_registry", lambda: made.registry)
     made.session.receive('{"type":"subscribe_symbol","symbols":["BTCUSDT"]}', 0, ENABLED)
     made.runner.registered = True
-    beat = asyncio.Event()
+    beats = asyncio.Semaphore(0)
 
     async def send(message: dict) -> None:
         made.sent.append(message)
-        beat.set()
+        beats.release()
 
     made.runner.send = send
     made.runner.start_keepalive()
-    await asyncio.wait_for(beat.wait(), TIMEOUT)
-    assert orjson.loads(made.texts()[0])["type"] == "heartbeat"
-    (keepalive,) = made.runner.tasks
+    for _ in range(2):  # the timer is armed again after each heartbeat
+        await asyncio.wait_for(beats.acquire(), TIMEOUT)
+    assert [orjson.loads(text)["type"] for text in made.texts()] == ["heartbeat", "heartbeat"]
 
     await made.runner.end()
+    await asyncio.sleep(0.2)  # four intervals of silence
 
-    await asyncio.gather(keepalive, return_exceptions=True)
-    assert keepalive.cancelled()
+    assert len(made.sent) == 2
     assert made.fanout.changes == [("leave", GROUP, made.runner)]
     assert made.layer.changes == [("discard", groups.user_connections(USER_ID), "trading!c1")]
     assert made.registry.calls == [("release", "c1")]
     assert made.session.closed
+
+
+async def test_an_idle_connections_keepalive_is_a_timer_not_a_task(world):
+    world.runner.start_keepalive()
+
+    assert isinstance(world.runner.timer, asyncio.TimerHandle)
+    assert world.runner.tasks == []
+    await world.runner.end()
+    assert world.runner.timer.cancelled()
+
+
+async def test_keepalive_waits_again_when_a_frame_broke_the_silence_before_the_deadline(monkeypatch):
+    made = World(asyncio.get_running_loop(), heartbeat=0.5)
+    monkeypatch.setattr(runner, "get_fanout", lambda: made.fanout)
+    made.runner.start_keepalive()
+    first = made.runner.timer
+    await asyncio.sleep(0.3)
+    made.session.sent(made.runner.loop.time())  # a frame went out: the silence starts again
+    await asyncio.sleep(0.3)  # past the first deadline, not past the second
+
+    assert made.sent == []
+    assert made.runner.timer is not first and isinstance(made.runner.timer, asyncio.TimerHandle)
+    await made.runner.end()
 
 
 async def test_end_of_a_connection_that_was_refused_gives_back_no_place(trading):
@@ -515,9 +552,9 @@ async def test_keepalive_closes_a_connection_whose_token_expired_and_then_stops(
     trading.session.expires_at = time.time() - 1
 
     trading.runner.start_keepalive()
-    (keepalive,) = trading.runner.tasks
-    await asyncio.wait_for(keepalive, TIMEOUT)  # ends by itself: nothing is due on a closed session
+    await asyncio.sleep(0.05)  # the deadline is now: the close goes out, and nothing is armed again
 
     assert [message["type"] for message in trading.sent] == ["websocket.send", "websocket.close"]
     assert orjson.loads(trading.texts()[0])["code"] == Code.AUTH_FAILED
     assert trading.sent[1]["code"] == Code.AUTH_FAILED
+    assert trading.runner.timer.done()  # the task that closed it, with no timer after it
