@@ -90,7 +90,7 @@ class Runner:
                 self.session.sent(self.loop.time())
                 return True
             return False
-        self.tasks.append(self.loop.create_task(self.run(session.batched(actions))))
+        self.spawn(self.run(session.batched(actions)))
         return False
 
     async def _send(self, action: session.Send) -> None:

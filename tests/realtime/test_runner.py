@@ -373,6 +373,7 @@ async def test_waiting_updates_of_which_one_was_already_sent_go_through_the_runn
 
     assert w.texts() == ["[" + update(3)["text"] + "," + update(4)["text"] + "]"]
     assert w.raw == []
+    assert w.runner.tasks == []  # the task that sent them is forgotten once done
 
 
 async def test_waiting_updates_for_a_slow_batched_client_are_queued_conflated_and_drained():
