@@ -3,8 +3,9 @@ reconnect elsewhere and stops once they are gone, or after DRAIN_SECONDS at the 
 
 Order matters. First the listening sockets close, so a proxy's next attempt (nginx tries the next
 upstream on a refused connection) and every reconnect land on another instance. Then each
-connection gets a restart event in its own inbox, handled in order with its other events like a
-revocation: an error frame with code 1012 and a close with 1012 (`Session.restart`). A connection
+connection is told through the callback it registered (`enter`), which runs the session's restart
+as a task of the connection's runner, like a revocation: an error frame with code 1012 and a close
+with 1012 (`Session.restart`). A connection
 that reached the application in between is refused the same way (`refusal`); HTTP requests in
 progress are waited for (`counted`). Only when the connections and requests are gone, or the bound
 has passed, does Twisted's own SIGTERM handler run: it stops the reactor, and daphne cancels what
