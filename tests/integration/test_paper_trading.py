@@ -86,8 +86,8 @@ async def test_a_limit_order_crossed_by_a_smaller_trade_is_partially_filled_then
 ):
     user = await new_user(stack, "patient")
     async with tape(live_gateway, exchange, "BNBUSDT") as bnb, signed_in(live_gateway, user) as patient:
-        await bnb.print("300.00")
-        await book_around(live_gateway, "BNBUSDT", "300.00")
+        printed = await bnb.print("300.00")
+        await book_around(live_gateway, printed)
         order = await patient.place(symbol="BNBUSDT", side="buy", type="limit", quantity="1.0", price="295.00")
         new = await patient.order_reaches(order["id"], "new")
         await bnb.print("294.00", quantity="0.3")
@@ -136,8 +136,8 @@ async def test_an_order_placed_after_a_dip_does_not_fill_at_the_dip(worker, live
     async with tape(live_gateway, exchange, "ETHUSDT") as eth, signed_in(live_gateway, user) as latecomer:
         await eth.print("3000.00")
         await eth.print_now("2900.00")  # the dip: printed, not waited for
-        await eth.print("3000.00")  # recovered
-        await book_around(live_gateway, "ETHUSDT", "3000.00")
+        printed = await eth.print("3000.00")  # recovered
+        await book_around(live_gateway, printed)
         order = await latecomer.place(symbol="ETHUSDT", side="buy", type="limit", quantity="0.01", price="2950.00")
         marker = await latecomer.place(symbol="ETHUSDT", side="buy", type="limit", quantity="0.01", price="2990.00")
         await eth.print("2990.00", quantity="0.01")  # fills the marker only: a trade after both orders
@@ -153,8 +153,8 @@ async def test_a_grid_bot_places_its_ladder_and_replaces_a_filled_level(worker, 
     user = await new_user(stack, "gridder")
     params = {"lower": "0.4000", "upper": "0.6000", "levels": 5, "quantity_per_level": "100"}
     async with tape(live_gateway, exchange, "ADAUSDT") as ada, signed_in(live_gateway, user) as gridder:
-        await ada.print("0.5200")
-        await book_around(live_gateway, "ADAUSDT", "0.5200")
+        printed = await ada.print("0.5200")
+        await book_around(live_gateway, printed)
         status, bot = await gridder.call(
             "POST", "bots/", {"name": "ada-grid", "symbol": "ADAUSDT", "strategy": "grid", "params": params}
         )

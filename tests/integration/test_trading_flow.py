@@ -267,15 +267,19 @@ async def tape(gateway, exchange, symbol: str) -> AsyncIterator[Tape]:
         await client.close()
 
 
-async def book_around(gateway, symbol: str, price: str) -> None:
-    """Wait until the gateway's book for `symbol` is centred within 0.2 % of a printed price (the
-    local exchange re-centres its book on a printed trade at its next step, then walks it a level
-    or so a step), so orders placed well away from that price do not meet a book still sitting
-    where an earlier test left it."""
-    level = Decimal(price)
+async def book_around(gateway, printed: dict) -> None:
+    """Wait until the gateway has published a book for the printed trade's symbol, made after that
+    trade, centred within 0.2 % of its price (the local exchange re-centres its book on a printed
+    trade at its next step, then walks it a level or so a step), so orders placed well away from that
+    price do not meet a book still sitting where an earlier print left it. A book from before the
+    print does not count, however centred: the stored snapshot, or a round not yet published, may
+    still hold the book of a print in between."""
+    symbol, level, after = printed["symbol"], Decimal(printed["price"]), printed["timestamp"]
 
     def centred(message: dict) -> bool:
         if message["type"] != "orderbook" or not message["bids"] or not message["asks"]:
+            return False
+        if message["timestamp"] <= after:  # both ISO times of the exchange's clock, one format
             return False
         mid = (Decimal(message["bids"][0][0]) + Decimal(message["asks"][0][0])) / 2
         return abs(mid - level) <= level / 500
@@ -294,8 +298,8 @@ async def book_around(gateway, symbol: str, price: str) -> None:
 async def test_a_market_order_fills_at_once_against_the_book_and_pays_the_fee(worker, live_gateway, exchange, stack):
     user = await new_user(stack, "taker")
     async with tape(live_gateway, exchange, "SOLUSDT") as sol, signed_in(live_gateway, user) as taker:
-        await sol.print("101.37")
-        await book_around(live_gateway, "SOLUSDT", "101.37")
+        printed = await sol.print("101.37")
+        await book_around(live_gateway, printed)
         order = await taker.place(symbol="SOLUSDT", side="buy", type="market", quantity="0.25")
         filled = await taker.order_reaches(order["id"], "filled")
     price = Decimal(order["average_price"])
@@ -350,8 +354,8 @@ async def test_a_cancel_racing_a_fill_ends_in_exactly_one_of_them(worker, live_g
         stock = await racer.place(symbol="XRPUSDT", side="buy", type="market", quantity=str(10 * len(RACE_OFFSETS)))
         assert stock["status"] == "filled", stock  # the markers sell it
         for offset in RACE_OFFSETS:
-            await xrp.print("0.6000")
-            await book_around(live_gateway, "XRPUSDT", "0.6000")  # neither order below may meet the book
+            printed = await xrp.print("0.6000")
+            await book_around(live_gateway, printed)  # neither order below may meet the book
             raced = await racer.place(symbol="XRPUSDT", side="buy", type="limit", quantity="10", price="0.5900")
             marker = await racer.place(symbol="XRPUSDT", side="sell", type="limit", quantity="10", price="0.6200")
             assert (raced["status"], marker["status"]) == ("new", "new")
@@ -418,8 +422,8 @@ async def test_a_risk_alert_is_sent_once_per_crossing_of_the_limit(worker, live_
 async def test_a_running_dca_bot_places_orders_that_fill_and_stops_when_told(worker, live_gateway, exchange, stack):
     user = await new_user(stack, "saver")
     async with tape(live_gateway, exchange, "ETHUSDT") as eth, signed_in(live_gateway, user) as saver:
-        await eth.print("2000.00")
-        await book_around(live_gateway, "ETHUSDT", "2000.00")
+        printed = await eth.print("2000.00")
+        await book_around(live_gateway, printed)
         bot = await saver.create_bot("dca-eth", "ETHUSDT", quote_amount="100", interval_seconds=1)
         try:
             started = await saver.bot_action(bot["id"], "start")
