@@ -160,27 +160,39 @@ class Clients:
             self.proc.wait()
 
 
-def measure(name: str, args: argparse.Namespace, env: dict, workdir: Path) -> dict:
-    from tests.integration.harness import DAPHNE, free_port
+def start_daphne(app: str, port: int, env: dict, log: Path) -> subprocess.Popen:
+    """daphne serving `app` on 127.0.0.1:`port`, its output appended to `log`; it dies with us."""
+    from tests.integration.harness import DAPHNE
 
-    settings, app, subscribe = SERVERS[name]
-    port = free_port()
-    log = workdir / f"{name}-{port}.log"
     with log.open("ab") as out:
-        server = subprocess.Popen(
+        return subprocess.Popen(
             [DAPHNE, "-b", "127.0.0.1", "-p", str(port), app],
             cwd=ROOT,
-            env={**env, "DJANGO_SETTINGS_MODULE": settings},
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=_child_setup,
         )
+
+
+def warm_up(url: str, count: int, subscribe: bool, log: Path, concurrency: int) -> None:
+    """Open and close `count` connections, so whatever loads lazily is loaded before a baseline."""
+    warm = Clients(url, count, subscribe, log, concurrency)
+    warm.ready()
+    warm.close()
+
+
+def measure(name: str, args: argparse.Namespace, env: dict, workdir: Path) -> dict:
+    from tests.integration.harness import free_port
+
+    settings, app, subscribe = SERVERS[name]
+    port = free_port()
+    log = workdir / f"{name}-{port}.log"
+    server = start_daphne(app, port, {**env, "DJANGO_SETTINGS_MODULE": settings}, log)
     url = f"ws://127.0.0.1:{port}/ws/market"
     try:
         wait_for_port(port, server, log)
-        warm = Clients(url, args.warm, subscribe, workdir / "clients.log", args.concurrency)
-        warm.ready()
-        warm.close()
+        warm_up(url, args.warm, subscribe, workdir / "clients.log", args.concurrency)
         time.sleep(args.settle)
         before = rss_kib(server.pid)
         shares = [

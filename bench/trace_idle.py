@@ -46,14 +46,13 @@ def _wait_for(path, count: int, proc) -> None:
 
 def main() -> None:
     import argparse
-    import subprocess
     import tempfile
     import time
 
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
-    from bench.idle_memory import Clients, _child_setup, raise_nofile, rss_kib, wait_for_port
-    from tests.integration.harness import DAPHNE, Stack, claim_redis_db, free_port
+    from bench.idle_memory import Clients, raise_nofile, rss_kib, start_daphne, wait_for_port, warm_up
+    from tests.integration.harness import Stack, claim_redis_db, free_port
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=2000)
@@ -79,21 +78,11 @@ def main() -> None:
     port = free_port()
     log = workdir / "daphne.log"
     env = {**stack.env(), "TRACE_SNAPSHOT": str(snap), "TRACE_FRAMES": str(args.frames)}
-    with log.open("ab") as out:
-        server = subprocess.Popen(
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(port), "bench.trace_idle:application"],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_child_setup,
-        )
+    server = start_daphne("bench.trace_idle:application", port, env, log)
     url = f"ws://127.0.0.1:{port}/ws/market"
     try:
         wait_for_port(port, server, log)
-        warm = Clients(url, 200, False, workdir / "clients.log", 20)
-        warm.ready()
-        warm.close()
+        warm_up(url, 200, False, workdir / "clients.log", 20)
         time.sleep(3)
         done = Path(str(snap) + ".done")
         server.send_signal(signal.SIGUSR1)

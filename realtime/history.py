@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import threading
 import time
 from collections import deque
@@ -85,11 +84,11 @@ def _body(message: dict) -> str:
 
 
 def _new_epoch() -> str:
-    return secrets.token_hex(8)
+    return _new_epochs(1)[0]
 
 
 def _new_epochs(count: int) -> list[str]:
-    """`count` fresh epochs from one read of the system's randomness (what token_hex reads, once)."""
+    """`count` fresh epochs (16 hex digits each) from one read of the system's randomness."""
     pool = os.urandom(8 * count).hex()
     return [pool[16 * i : 16 * (i + 1)] for i in range(count)]
 

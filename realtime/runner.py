@@ -56,12 +56,8 @@ class Runner:
         actions = self.session.market(event, sub, self.backlog())
         if not actions:
             return False
-        first = actions[0]
-        if len(actions) == 1 and type(first) is session.Send and first.text is frame.text and self.write_frame:
-            if self.write_frame(frame.binary() if self.session.binary else frame.bytes()):
-                self.session.sent(self.loop.time())
-                return True
-            return False
+        if _answered_with(actions, frame) and self.write_frame:
+            return self._write_now(frame.binary() if self.session.binary else frame.bytes())
         self.spawn(self.run(actions))
         return False
 
@@ -81,16 +77,20 @@ class Runner:
         for event, frame, sub in updates:
             sent = self.session.market(event, sub, backlog)
             actions += sent
-            if len(sent) == 1 and type(sent[0]) is session.Send and sent[0].text is frame.text:
+            if _answered_with(sent, frame):
                 frames.append(frame)
         if not actions:
             return False
         if len(frames) == len(actions) == len(updates) and self.write_frame:
-            if self.write_frame(array_frame(frames, arrays, self.session.binary)):
-                self.session.sent(self.loop.time())
-                return True
-            return False
+            return self._write_now(array_frame(frames, arrays, self.session.binary))
         self.spawn(self.run(session.batched(actions)))
+        return False
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write a frame built by the fan-out straight to the socket; False when it is not open."""
+        if self.write_frame(frame):
+            self.session.sent(self.loop.time())
+            return True
         return False
 
     async def _send(self, action: session.Send) -> None:
@@ -180,6 +180,11 @@ class Runner:
             metrics.CONNECTION_DURATION.observe(self.loop.time() - self.session.now)
             with contextlib.suppress(Exception):
                 await get_registry().release(self.conn.conn_id)
+
+
+def _answered_with(actions: list[session.Action], frame) -> bool:
+    """The session answered an update with just its text: the fan-out's frame can go as it is."""
+    return len(actions) == 1 and type(actions[0]) is session.Send and actions[0].text is frame.text
 
 
 _ACTIONS = {

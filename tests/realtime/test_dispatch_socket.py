@@ -49,12 +49,18 @@ class Busy:
             self.active -= 1
 
 
-async def test_frames_arriving_while_a_handler_is_busy_are_handled_after_it_in_order():
+async def busy_with_the_first_frame() -> tuple[asyncio.Queue, Busy, asyncio.Task]:
+    """A socket, a handler holding on to its first frame, and the dispatch loop between them (bound 10)."""
     socket: asyncio.Queue = asyncio.Queue()
     handler = Busy()
     socket.put_nowait(frame(0))
     loop = asyncio.create_task(asyncio.wait_for(dispatch_socket(socket.get, handler, 10), TIMEOUT))
     await asyncio.wait_for(handler.started.wait(), TIMEOUT)
+    return socket, handler, loop
+
+
+async def test_frames_arriving_while_a_handler_is_busy_are_handled_after_it_in_order():
+    socket, handler, loop = await busy_with_the_first_frame()
     for n in range(1, 5):
         socket.put_nowait(frame(n))
         await asyncio.sleep(0)
@@ -69,11 +75,7 @@ async def test_frames_arriving_while_a_handler_is_busy_are_handled_after_it_in_o
 
 
 async def test_a_burst_behind_a_busy_handler_is_cut_at_the_bound_with_one_overflow():
-    socket: asyncio.Queue = asyncio.Queue()
-    handler = Busy()
-    socket.put_nowait(frame(0))
-    loop = asyncio.create_task(asyncio.wait_for(dispatch_socket(socket.get, handler, 10), TIMEOUT))
-    await asyncio.wait_for(handler.started.wait(), TIMEOUT)
+    socket, handler, loop = await busy_with_the_first_frame()
     for n in range(1, 101):
         socket.put_nowait(frame(n))
     socket.put_nowait({"type": "websocket.disconnect", "stop": True})
