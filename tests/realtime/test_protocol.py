@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from realtime import protocol
 from realtime.protocol import (
@@ -856,3 +858,43 @@ def test_refresh_without_a_token_string_is_refused(token):
 
 def test_refresh_is_not_a_market_request():
     assert "Unknown message type" in refused(frame("refresh", token="x"), Endpoint.MARKET).message
+
+
+# --- the flat fast path of tickers and trades ---------------------------------------------------------
+
+_DIGITS = st.from_regex(r"\A[0-9]{1,6}(\.[0-9]{1,8})?\Z")
+_OPTIONAL_INT = st.none() | st.integers(min_value=0, max_value=2**53)
+
+
+@given(
+    price=_DIGITS,
+    quantity=_DIGITS,
+    side=st.sampled_from(["buy", "sell"]),
+    trade_id=_OPTIONAL_INT,
+    seq=_OPTIONAL_INT,
+    timestamp=st.sampled_from([None, "2026-12-01T00:00:00.000Z"]),
+)
+def test_a_trade_built_flat_is_the_dataclass_message_byte_for_byte(price, quantity, side, trade_id, seq, timestamp):
+    fields = dict(symbol="BTCUSDT", price=price, quantity=quantity, side=side, trade_id=trade_id, seq=seq)
+    fields["timestamp"] = timestamp or EXCHANGE_TIME
+    assert protocol.encode(protocol.trade(**fields)) == protocol.encode(protocol.Trade(**fields).as_message())
+
+
+@given(values=st.lists(_DIGITS, min_size=6, max_size=6), seq=_OPTIONAL_INT, omit_seq=st.booleans())
+def test_a_ticker_built_flat_is_the_dataclass_message_byte_for_byte(values, seq, omit_seq):
+    names = ("price", "price_change", "price_change_percent", "high_price", "low_price", "volume")
+    fields = {"symbol": "ETHUSDT", **dict(zip(names, values, strict=True)), "timestamp": EXCHANGE_TIME}
+    if not omit_seq:
+        fields["seq"] = seq
+    assert protocol.encode(protocol.ticker(**fields)) == protocol.encode(protocol.Ticker(**fields).as_message())
+
+
+def test_the_flat_path_leaves_odd_fields_to_the_dataclass():
+    base = dict(symbol="BTCUSDT", price="1", quantity="2", side="buy", timestamp=EXCHANGE_TIME)
+    with pytest.raises(TypeError):
+        protocol.trade(**{**base, "extra": "no"})
+    with pytest.raises(TypeError):
+        protocol.trade(**{k: v for k, v in base.items() if k != "quantity"})
+    # A Decimal is not plain: the dataclass path turns it into its string, as before.
+    assert protocol.trade(**{**base, "price": Decimal("1.50")})["price"] == "1.5"
+    assert protocol.trade(**{k: v for k, v in base.items() if k != "timestamp"})["timestamp"]
