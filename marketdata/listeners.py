@@ -9,11 +9,12 @@ drop is logged (a dropped trade at ERROR, with its id: paper fills may have been
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -26,21 +27,32 @@ class ListenerFeed:
     def __init__(self, listener: Listener, size: int):
         self.listener = listener
         self.name = getattr(listener, "__qualname__", repr(listener))
-        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=size)
+        self.size = size
         self.dropped = 0
+        # A deque and a flag, not an asyncio.Queue: the worker offers a tick's messages at once, and a
+        # queue's put and get per message (with a wake-up each) cost more than the listener's own work.
+        self._pending: collections.deque[dict] = collections.deque()
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task | None = None
         self._last_ticker_warning = -math.inf
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"market-listener-{self.name}")
 
-    def offer(self, message: dict) -> None:
-        """Queue a copy of `message`, never waiting: a full queue drops it, loudly."""
-        try:
-            self.queue.put_nowait(dict(message))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            self._log_drop(message)
+    def offer_many(self, messages: Iterable[dict]) -> None:
+        """Queue a copy of each message, in order, never waiting: past `size` waiting, one is dropped, loudly."""
+        pending = self._pending
+        for message in messages:
+            if len(pending) >= self.size:
+                self.dropped += 1
+                self._log_drop(message)
+            else:
+                pending.append(dict(message))
+        if pending:
+            self._idle.clear()
+            self._ready.set()
 
     async def stop(self, grace: float) -> None:
         """Let the listener finish what is queued (up to `grace` seconds), then stop it."""
@@ -48,27 +60,30 @@ class ListenerFeed:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                await self.queue.join()
+                await self._idle.wait()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
     async def _run(self) -> None:
+        pending = self._pending
         while True:
-            message = await self.queue.get()
-            try:
-                await self.listener(message)
-            except Exception:
-                logger.exception("market listener %s failed on a %s message", self.name, message.get("type"))
-            finally:
-                self.queue.task_done()
+            await self._ready.wait()
+            self._ready.clear()
+            while pending:
+                message = pending.popleft()
+                try:
+                    await self.listener(message)
+                except Exception:
+                    logger.exception("market listener %s failed on a %s message", self.name, message.get("type"))
+            self._idle.set()
 
     def _log_drop(self, message: dict) -> None:
         if message.get("type") == "trade":
             logger.error(
                 "market listener %s is %d messages behind: dropped %s trade %s",
                 self.name,
-                self.queue.maxsize,
+                self.size,
                 message.get("symbol"),
                 message.get("trade_id"),
             )
@@ -77,4 +92,4 @@ class ListenerFeed:
         now = time.monotonic()
         if now - self._last_ticker_warning >= 10:
             self._last_ticker_warning = now
-            logger.warning("market listener %s is %d messages behind: dropping tickers", self.name, self.queue.maxsize)
+            logger.warning("market listener %s is %d messages behind: dropping tickers", self.name, self.size)

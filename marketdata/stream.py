@@ -269,8 +269,11 @@ class MarketDataWorker:
 
     # --- frames -----------------------------------------------------------------------------------
 
-    async def handle_frame(self, raw: str | bytes, shard: Shard) -> None:
-        """One frame from a shard's connection. PlannedReconnect asks the shard to reconnect now."""
+    def handle_frame(self, raw: str | bytes, shard: Shard) -> None:
+        """One frame from a shard's connection. PlannedReconnect asks the shard to reconnect now.
+
+        A plain function, not a coroutine: handling a frame never waits (it only starts tasks), which the
+        read loop's timeout relies on, and a coroutine per frame and per handler cost the worker too."""
         self.last_frame_at = time.time()
         FRAMES_READ.inc()
         try:
@@ -286,9 +289,9 @@ class MarketDataWorker:
                     normalize.excerpt(raw),
                 )
             return
-        await self._handlers[type(event)](event, shard)
+        self._handlers[type(event)](event, shard)
 
-    async def _on_market(self, event: MarketMessage, shard: Shard) -> None:
+    def _on_market(self, event: MarketMessage, shard: Shard) -> None:
         if event.symbol not in self.symbols:
             return  # a frame in flight for a symbol just disabled
         if len(self._outgoing) >= self.options.max_pending:
@@ -310,8 +313,7 @@ class MarketDataWorker:
             except Exception:
                 if (failures := self._publish_failures.due()) is not None:
                     logger.warning("could not publish %d market message(s)", failures, exc_info=True)
-            while batch:  # the listeners get every message, published or not
-                self._offer(batch.popleft())
+            self._offer_all(batch)  # the listeners get every message, published or not
 
     async def _publish_batch(self, batch: collections.deque[dict]) -> None:
         """Store the state of `batch`, offer its messages to the listeners (taking them off), publish it."""
@@ -322,15 +324,16 @@ class MarketDataWorker:
         frames = await publish.aprepare_market_many(list(batch))
         snapshots = {(Stream.TICKER, f.symbol): f.text for f in frames if f.kind != "trade"}
         await latest.astore_market_state(prices=prices, snapshots=snapshots)
-        while batch:  # the listeners (the paper engine) can read the state now too
-            self._offer(batch.popleft())
+        self._offer_all(batch)  # the listeners (the paper engine) can read the state now too
         await publish.asend_market_many(frames)
 
-    def _offer(self, message: dict) -> None:
+    def _offer_all(self, batch: collections.deque[dict]) -> None:
+        """Offer the messages to every listener, in order, and take them off the batch."""
         for feed in self._feeds:
-            feed.offer(message)
+            feed.offer_many(batch)
+        batch.clear()
 
-    async def _on_depth(self, diff: DepthDiff, shard: Shard) -> None:
+    def _on_depth(self, diff: DepthDiff, shard: Shard) -> None:
         book = self.books.get(diff.symbol)
         if book is None:
             return
@@ -343,13 +346,13 @@ class MarketDataWorker:
             task = asyncio.create_task(self._sync_book(diff.symbol), name=f"md-sync-{diff.symbol}")
             self._syncing[diff.symbol] = task
 
-    async def _on_reply(self, event: SubscriptionResult | ExchangeError, shard: Shard) -> None:
+    def _on_reply(self, event: SubscriptionResult | ExchangeError, shard: Shard) -> None:
         shard.on_reply(event)
 
-    async def _on_shutdown(self, event: ServerShutdown, shard: Shard) -> None:
+    def _on_shutdown(self, event: ServerShutdown, shard: Shard) -> None:
         raise PlannedReconnect("the exchange announced a server shutdown")
 
-    async def _on_unsupported(self, event: Unsupported, shard: Shard) -> None:
+    def _on_unsupported(self, event: Unsupported, shard: Shard) -> None:
         logger.debug("skipping a %s event", event.event_type)
 
     # --- order books ------------------------------------------------------------------------------
@@ -589,8 +592,8 @@ class Shard:
                 raise PlannedReconnect("the connection reached its maximum age")
             # One timeout for all the frames that arrive before it fires, not one per frame (which
             # cost a tenth of the worker's CPU); when it fires after a frame came, it starts again
-            # from that frame. handle_frame never suspends (its handlers only start tasks), so the
-            # timeout can only interrupt a recv, which websockets allows without losing a message.
+            # from that frame. handle_frame is a plain call, not a coroutine, so the timeout can
+            # only interrupt a recv, which websockets allows without losing a message.
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a stop's cancellation
             # when a frame arrives at the same moment.
             deadline = asyncio.timeout_at(min(last_frame + self.options.stale_after, retire_at))
@@ -599,7 +602,7 @@ class Shard:
                     while True:
                         raw = await ws.recv()
                         last_frame = loop.time()
-                        await self.worker.handle_frame(raw, self)
+                        self.worker.handle_frame(raw, self)
             except TimeoutError:
                 if not deadline.expired():
                     raise  # not ours
