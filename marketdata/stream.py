@@ -600,7 +600,7 @@ class Shard:
             try:
                 async with deadline:
                     while True:
-                        raw = await ws.recv()
+                        raw = await ws.recv(decode=False)  # bytes: orjson reads them as they are
                         last_frame = loop.time()
                         self.worker.handle_frame(raw, self)
             except TimeoutError:

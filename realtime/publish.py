@@ -19,6 +19,7 @@ connection can notice a gap or a lost history without parsing the text.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import logging
 import secrets
@@ -91,13 +92,11 @@ _STATE_KINDS = frozenset(
 
 def _market_event(frame: MarketFrame) -> tuple[str, dict]:
     """The group a prepared market message goes to, and the layer event that carries it."""
-    stream = protocol.STREAM_OF_MESSAGE_TYPE[frame.kind]
-    conflate = stream in protocol.STATE_STREAMS
-    group = groups.market(stream, frame.symbol)
+    group, key = _market_route(frame.kind, frame.symbol)
     event = {
         "type": protocol.MARKET_EVENT,
         "text": frame.text,
-        "key": protocol.conflation_key(frame.kind, frame.symbol) if conflate else None,
+        "key": key,
         "kind": frame.kind,
         "seq": frame.seq,
         "epoch": frame.epoch,
@@ -105,6 +104,15 @@ def _market_event(frame: MarketFrame) -> tuple[str, dict]:
         "group": group,  # a process's one market channel hears many groups (realtime.fanout)
     }
     return group, event
+
+
+@functools.lru_cache(maxsize=8192)
+def _market_route(kind: str, symbol: str) -> tuple[str, str | None]:
+    """A kind and symbol's group, and its conflation key when the stream carries state (None for trades).
+    The same few hundred pairs, thousands of times a second: worked out once each."""
+    stream = protocol.STREAM_OF_MESSAGE_TYPE[kind]
+    key = protocol.conflation_key(kind, symbol) if stream in protocol.STATE_STREAMS else None
+    return groups.market(stream, symbol), key
 
 
 async def asend_market(frame: MarketFrame) -> None:
@@ -149,9 +157,13 @@ async def _publish_batched(layer, sent: list[tuple[str, dict]]) -> bool:
         return False
     loop_layer = layer._get_layer()
     by_shard: dict[int, tuple[object, list[str | bytes]]] = {}
+    routes: dict[str, tuple[str, object]] = {}  # group -> its channel and shard, once per batch
     for group, event in sent:
-        channel = loop_layer._get_group_channel_name(group)
-        shard = loop_layer._get_shard(channel)
+        route = routes.get(group)
+        if route is None:
+            channel = loop_layer._get_group_channel_name(group)
+            route = routes[group] = (channel, loop_layer._get_shard(channel))
+        channel, shard = route
         by_shard.setdefault(id(shard), (shard, []))[1].extend((channel, layer.serialize(event)))
     for shard, args in by_shard.values():
         async with shard._lock:
