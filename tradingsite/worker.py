@@ -20,6 +20,7 @@ import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from accounts import engine
 from leadership import fence
@@ -30,6 +31,26 @@ from marketdata.stream import WorkerOptions, run_worker
 from realtime import protocol, redis_client
 
 logger = logging.getLogger(__name__)
+
+# Seconds the worker keeps a database connection (health-checked) when nothing else keeps it.
+WORKER_CONN_MAX_AGE = 600
+
+
+def keep_database_connections() -> None:
+    """Let this process (the worker) keep its database connections instead of one per trip.
+
+    Its database work runs in one thread, a paper-matching run after another under a full feed, and
+    with Django's default (CONN_MAX_AGE 0) each run opened and closed a connection, which on SQLite
+    cost more than the run's query. Web processes keep the default: under ASGI a request's sync code
+    runs in a thread of its own, where a kept connection would only linger. Left alone: a database
+    whose connections a pool keeps (PostgreSQL with DATABASE_POOL_SIZE), and an age set explicitly
+    (DATABASE_CONN_MAX_AGE). Call before the first query.
+    """
+    for alias in connections:
+        conf = connections.settings[alias]
+        if conf.get("OPTIONS", {}).get("pool") or conf.get("CONN_MAX_AGE"):
+            continue
+        conf.update(CONN_MAX_AGE=WORKER_CONN_MAX_AGE, CONN_HEALTH_CHECKS=True)
 
 
 async def run_market_and_bots(stop: asyncio.Event, options: WorkerOptions) -> None:

@@ -9,7 +9,7 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.stream import WorkerOptions
-from tradingsite.worker import run_market_and_bots
+from tradingsite.worker import keep_database_connections, run_market_and_bots
 
 
 class Command(BaseCommand):
@@ -32,6 +32,7 @@ class Command(BaseCommand):
         # garbage collector's full collections, which under a full feed re-scan it about once a second
         # (measured: a sixth of the worker's CPU), as tradingsite/asgi.py does for the gateway.
         gc.freeze()
+        keep_database_connections()
         asyncio.run(self._run(WorkerOptions.from_settings(stale_after=options["stale_after"])))
 
     async def _run(self, worker_options: WorkerOptions) -> None:
