@@ -22,7 +22,6 @@ count; its `since` answers None (the caller sends `recovered: false` and the sna
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from realtime import protocol
+from realtime.redis_client import PerLoop, async_client
 
 
 @dataclass(frozen=True)
@@ -260,29 +260,19 @@ class RedisHistory:
     def __init__(self, url: str, size: int, ttl: int, prefix: str = "hist") -> None:
         self.size, self.ttl = size, ttl
         self._url, self._prefix = url, prefix
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, dict]] = {}
+        self._scripts_per_loop: PerLoop[dict] = PerLoop(self._new_scripts)
 
     def _keys(self, key: str) -> tuple[str, str]:
         # The braces keep both keys in one hash slot, so the scripts also work on a Redis Cluster.
         return f"{self._prefix}:{{{key}}}:m", f"{self._prefix}:{{{key}}}:s"
 
+    def _new_scripts(self) -> dict:
+        client = async_client(self._url, decode_responses=True)
+        return {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+
     def _scripts(self) -> dict:
-        """This event loop's scripts (EVALSHA, loaded on first use), bound to its own client.
-
-        One client per event loop (the server's, the test's, the ones async_to_sync makes for sync
-        callers without a loop); those of closed loops are dropped.
-        """
-        from realtime.redis_client import async_client
-
-        loop = asyncio.get_running_loop()
-        for loop_id, (other, _scripts) in list(self._clients.items()):
-            if other.is_closed():
-                del self._clients[loop_id]
-        if id(loop) not in self._clients:
-            client = async_client(self._url, decode_responses=True)
-            scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
-            self._clients[id(loop)] = (loop, scripts)
-        return self._clients[id(loop)][1]
+        """This event loop's scripts (EVALSHA, loaded on first use), bound to its own client."""
+        return self._scripts_per_loop.get()
 
     async def append(self, key: str, message: dict) -> Appended:
         body = _body(message)
