@@ -163,6 +163,14 @@ async def test_a_batch_across_keys_gets_the_seqs_texts_and_epochs_of_appends_one
         )
 
 
+async def test_a_batch_keeps_texts_with_newlines_braces_and_other_characters_whole(store):
+    odd = {"type": "risk_alert", "message": 'two\nlines, a "quote", {braces}, é and \u2028'}
+    appended = await store.append_many([(KEY, odd), (KEY, event(2)), (KEY, odd)])
+
+    assert [orjson.loads(a.text) for a in appended] == [{**odd, "seq": 1}, {**event(2), "seq": 2}, {**odd, "seq": 3}]
+    assert await store.since(KEY, appended[0].epoch, 0) == [a.text for a in appended]
+
+
 def test_a_batch_is_cut_into_calls_of_at_most_the_chunk_keeping_each_keys_order():
     by_key = {"a": [0, 1], "b": [2, 3, 4, 5, 6], "c": [7]}
 
