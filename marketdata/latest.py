@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 
+from realtime import cache_backend
 from realtime.protocol import Stream
 
 # A price older than this is no price: a market order is refused rather than filled at a stale price.
@@ -98,20 +99,29 @@ async def astore_market_state(
 ) -> None:
     """Many last trade prices (symbol -> (price, at_ms)) and snapshots ((stream, symbol) -> text) at once.
 
-    What the worker stores for a tick of messages: one hop to the cache's thread, one pipeline per TTL.
+    What the worker stores for a tick of messages. On the Redis cache: one script call from the
+    event loop. On another cache (memory in the embedded mode, tests): one hop to a thread.
     """
-    by_ttl: dict[int, dict[str, str]] = {}
+    entries: dict[str, tuple[str, int]] = {}  # key -> (value, timeout)
     for symbol, (price, at_ms) in (prices or {}).items():
-        by_ttl.setdefault(PRICE_TTL_SECONDS, {})[_price_key(symbol)] = _price_value(price, at_ms)
+        entries[_price_key(symbol)] = (_price_value(price, at_ms), PRICE_TTL_SECONDS)
     for (stream, symbol), text in (snapshots or {}).items():
-        ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == "orderbook" else SNAPSHOT_TTL_SECONDS
-        by_ttl.setdefault(ttl, {})[_snapshot_key(stream, symbol)] = text
-    if by_ttl:
+        ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == Stream.ORDERBOOK else SNAPSHOT_TTL_SECONDS
+        entries[_snapshot_key(stream, symbol)] = (text, ttl)
+    if not entries:
+        return
+    cache = _cache()
+    if isinstance(cache, cache_backend.Cache):
+        await cache.aset_each(entries)
+    else:
         # Not in the ORM's one thread (cache.aset's): the paper engine's queries must not hold up the feed.
-        await sync_to_async(_set_groups, thread_sensitive=False)(by_ttl)
+        await sync_to_async(_set_each, thread_sensitive=False)(entries)
 
 
-def _set_groups(by_ttl: dict[int, dict[str, str]]) -> None:
+def _set_each(entries: dict[str, tuple[str, int]]) -> None:
+    by_ttl: dict[int, dict[str, str]] = {}
+    for key, (value, ttl) in entries.items():
+        by_ttl.setdefault(ttl, {})[key] = value
     for ttl, values in by_ttl.items():
         _cache().set_many(values, ttl)
 

@@ -1,30 +1,81 @@
 """Django's Redis cache backend (settings.CACHES with REDIS_URL) with a cheaper `set_many`.
 
 The market-data worker stores the last trade price of every symbol that traded and the latest ticker
-and order-book frames, over a thousand keys a second, through `set_many`. Django's writes them as one
-MSET plus an EXPIRE per key inside MULTI/EXEC: two replies per key to read back (QUEUED, then its
-result). Here each key is one SET with its expiry, pipelined without a transaction: one reply per
-key. Each key stands alone (a price, a snapshot), so nothing needed the transaction.
+and order-book frames, over a thousand keys a second. Django's `set_many` writes them as one MSET
+plus an EXPIRE per key inside MULTI/EXEC: two replies per key to read back (QUEUED, then its
+result), each parsed in Python by redis-py. Here all keys are one script call (a SET with its
+expiry per key) and one reply. Each key stands alone (a price, a snapshot), so nothing needed the
+transaction; the script is atomic anyway.
+
+`Cache.aset_each` is the same write from the event loop, on a redis.asyncio client, with a timeout
+per key: the worker's store of a batch's state, without a hop to a thread. This module owns the
+cache's wire format (the key with its prefix and version, the serialized value), so what it writes
+reads back through Django's cache API like any `set`.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+from realtime.redis_client import PerLoop, async_client
+
+# KEYS: the keys. ARGV: per key its value and its timeout in seconds ('' for none, '0' to delete it,
+# as Django's set does with a zero timeout). Returns the number of keys.
+_SET_EACH = """
+for i, key in ipairs(KEYS) do
+  local value, ttl = ARGV[2 * i - 1], ARGV[2 * i]
+  if ttl == '' then
+    redis.call('SET', key, value)
+  elseif ttl == '0' then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, value, 'EX', ttl)
+  end
+end
+return #KEYS
+"""
 
 
 class CacheClient(RedisCacheClient):
     def set_many(self, data, timeout):
-        client = self.get_client(None, write=True)
-        if timeout == 0:
-            client.delete(*data)  # as Django's: a zero timeout means "gone now"
-            return
-        with client.pipeline(transaction=False) as pipeline:
-            for key, value in data.items():
-                pipeline.set(key, self._serializer.dumps(value), ex=timeout)
-            pipeline.execute()
+        if data:
+            args = self.set_each_args(data.values(), [timeout] * len(data))
+            self._set_each_script(keys=list(data), args=args)
+
+    def set_each_args(self, values, timeouts) -> list:
+        """The script's ARGV: each value serialized as Django's cache stores it, beside its timeout."""
+        args = []
+        for value, timeout in zip(values, timeouts, strict=True):
+            args += [self._serializer.dumps(value), "" if timeout is None else timeout]
+        return args
+
+    @cached_property
+    def _set_each_script(self):
+        # Bound to a client of the write pool once: get_client makes a new client at each call.
+        return self.get_client(None, write=True).register_script(_SET_EACH)
 
 
 class Cache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = CacheClient
+        self._async_set_each: PerLoop = PerLoop(self._new_async_set_each)
+
+    def _new_async_set_each(self):
+        return async_client(self._servers[0]).register_script(_SET_EACH)  # the server Django writes to
+
+    async def aset_each(self, entries: dict[str, tuple[object, float | None]]) -> None:
+        """`set` of each key to (value, timeout), in one script call on this event loop's client.
+
+        The same keys (prefix, version) and values (Django's serializer) as `set`, so `get` and
+        `get_many` read them back; the keys are this project's own, so Django's check that they
+        suit memcached (it only warns) is left out.
+        """
+        if not entries:
+            return
+        keys = [self.make_key(key) for key in entries]
+        timeouts = [self.get_backend_timeout(timeout) for _value, timeout in entries.values()]
+        args = self._cache.set_each_args((value for value, _timeout in entries.values()), timeouts)
+        await self._async_set_each.get()(keys=keys, args=args)

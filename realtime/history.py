@@ -7,8 +7,9 @@ the worker) can never produce the same or a skipped seq. A client that remembers
 gets exactly what it missed from `since`, or None when that cannot be served.
 
 With REDIS_URL the history lives in Redis (one hash with the epoch and the counter, one stream with
-the events; a Lua script does increment + XADD + MAXLEN + TTL at once); without it, in process
-memory (the embedded single-process mode), with the same semantics.
+the events; a Lua script does increment + XADD + MAXLEN + TTL at once, for one key or for all keys
+of a batch in one call); without it, in process memory (the embedded single-process mode), with the
+same semantics.
 
 The window: the last `WS_HISTORY_SIZE` events of a key that are at most `WS_HISTORY_TTL` seconds
 old. A key untouched for `WS_HISTORY_TTL` seconds is forgotten whole.
@@ -22,7 +23,6 @@ count; its `since` answers None (the caller sends `recovered: false` and the sna
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from realtime import protocol
+from realtime.redis_client import PerLoop, async_client
 
 
 @dataclass(frozen=True)
@@ -195,28 +196,64 @@ def _servable(stored_epoch: str, last: int, epoch: str, after_seq: int, up_to_se
     return stored_epoch == epoch and 0 <= after_seq <= up_to_seq <= last
 
 
+def _chunks(by_key: dict[str, list[int]], size: int) -> list[list[tuple[str, list[int]]]]:
+    """Each key's message indexes, in order, cut into calls of at most `size` messages in all."""
+    calls: list[list[tuple[str, list[int]]]] = [[]]
+    room = size
+    for key, indexes in by_key.items():
+        while indexes:
+            if room == 0:
+                calls.append([])
+                room = size
+            part, indexes = indexes[:room], indexes[room:]
+            calls[-1].append((key, part))
+            room -= len(part)
+    return calls if calls[0] else []
+
+
 # --- Redis --------------------------------------------------------------------------------------
 
-# KEYS: meta hash, stream. ARGV: a fresh epoch, size, ttl, then one or more encoded messages, which
-# get consecutive seqs in their order. Returns the epoch and the first message's seq.
+# The append, of one key or of a batch of keys at once (the worker's trades of every symbol in one
+# call: one command and one flat reply, where redis-py parses each reply in Python).
+# KEYS: each key's meta hash and stream, in pairs. ARGV: size, ttl, then for each key a fresh epoch,
+# the number of its messages and the encoded messages joined by newlines (one argument, not one per
+# message: redis-py packs each argument in Python, which cost 4 of the worker's ms per batch of 1,500;
+# compact JSON never holds a raw newline); they get consecutive seqs in their order.
+# Returns for each key its epoch and its first message's seq, flat: epoch, first, epoch, first, ...
 # A new epoch drops any stream left from the old count, so XADD's ids start again at 1-0.
 _APPEND = """
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
-  redis.call('DEL', KEYS[2])
-end
-local count = #ARGV - 3
-local first = redis.call('HINCRBY', KEYS[1], 'seq', count) - count + 1
+local size, ttl = ARGV[1], ARGV[2]
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-for i = 1, count do
-  local seq = first + i - 1
-  local text = string.sub(ARGV[3 + i], 1, -2) .. ',"seq":' .. seq .. '}'
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 't', ms, 'm', text)
+local reply = {}
+local at = 3
+for k = 1, #KEYS, 2 do
+  local meta, stream = KEYS[k], KEYS[k + 1]
+  local epoch, count = ARGV[at], tonumber(ARGV[at + 1])
+  if redis.call('HSETNX', meta, 'epoch', epoch) == 1 then
+    redis.call('DEL', stream)
+  else
+    epoch = redis.call('HGET', meta, 'epoch')
+  end
+  local first = redis.call('HINCRBY', meta, 'seq', count) - count + 1
+  local bodies, from = ARGV[at + 2], 1
+  for i = 1, count do
+    local seq = first + i - 1
+    local stop = string.find(bodies, '\\n', from, true) or (#bodies + 1)
+    local text = string.sub(bodies, from, stop - 2) .. ',"seq":' .. seq .. '}'
+    redis.call('XADD', stream, 'MAXLEN', size, seq .. '-0', 't', ms, 'm', text)
+    from = stop + 1
+  end
+  redis.call('EXPIRE', meta, ttl)
+  redis.call('EXPIRE', stream, ttl)
+  reply[#reply + 1] = epoch
+  reply[#reply + 1] = first
+  at = at + 3
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return {redis.call('HGET', KEYS[1], 'epoch'), first}
+return reply
 """
+# Messages per append call: a backlog after an outage (thousands of trades) does not hold Redis long.
+APPEND_CHUNK = 1000
 
 # KEYS: meta hash, stream. ARGV: a fresh epoch, ttl.
 _POSITION = """
@@ -260,60 +297,53 @@ class RedisHistory:
     def __init__(self, url: str, size: int, ttl: int, prefix: str = "hist") -> None:
         self.size, self.ttl = size, ttl
         self._url, self._prefix = url, prefix
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, dict]] = {}
+        self._scripts_per_loop: PerLoop[dict] = PerLoop(self._new_scripts)
 
     def _keys(self, key: str) -> tuple[str, str]:
-        # The braces keep both keys in one hash slot, so the scripts also work on a Redis Cluster.
+        # The braces keep a key's two names in one hash slot. A batch's append spans many keys: the
+        # deployment is one Redis server (or a Sentinel-watched master), never a Redis Cluster.
         return f"{self._prefix}:{{{key}}}:m", f"{self._prefix}:{{{key}}}:s"
 
+    def _new_scripts(self) -> dict:
+        client = async_client(self._url, decode_responses=True)
+        return {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+
     def _scripts(self) -> dict:
-        """This event loop's scripts (EVALSHA, loaded on first use), bound to its own client.
-
-        One client per event loop (the server's, the test's, the ones async_to_sync makes for sync
-        callers without a loop); those of closed loops are dropped.
-        """
-        from realtime.redis_client import async_client
-
-        loop = asyncio.get_running_loop()
-        for loop_id, (other, _scripts) in list(self._clients.items()):
-            if other.is_closed():
-                del self._clients[loop_id]
-        if id(loop) not in self._clients:
-            client = async_client(self._url, decode_responses=True)
-            scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
-            self._clients[id(loop)] = (loop, scripts)
-        return self._clients[id(loop)][1]
+        """This event loop's scripts (EVALSHA, loaded on first use), bound to its own client."""
+        return self._scripts_per_loop.get()
 
     async def append(self, key: str, message: dict) -> Appended:
-        body = _body(message)
-        args = [_new_epoch(), self.size, self.ttl, body]
-        epoch, seq = await self._scripts()["append"](keys=self._keys(key), args=args)
-        return Appended(epoch, int(seq), with_seq(body, int(seq)))
+        return (await self.append_many([(key, message)]))[0]
 
     async def append_many(self, items: list[tuple[str, dict]]) -> list[Appended]:
-        """`append` of each (key, message), in order, in one round trip (the worker's trades of a tick).
+        """`append` of each (key, message), in order, in one script call (the worker's trades of a tick).
 
-        One script call per key with all of its messages (a symbol's trades of a tick get consecutive
-        seqs, as one by one), and one pipeline, not a transaction, for the keys: each call is atomic
-        on its own, which is all `append` needs.
+        A key's messages get consecutive seqs, as one by one. A batch of more than APPEND_CHUNK
+        messages takes several calls, one after the other; a key cut by the chunk boundary goes on
+        in the next call, so its seqs stay in order (consecutive unless another publisher appends to
+        that key in between, as with single appends; a symbol's trades have only the worker).
         """
-        if not items:
-            return []
         bodies = [_body(message) for _key, message in items]
         by_key: dict[str, list[int]] = {}  # key -> the indexes of its messages, in order
         for index, (key, _message) in enumerate(items):
             by_key.setdefault(key, []).append(index)
-        append = self._scripts()["append"]
-        async with append.registered_client.pipeline(transaction=False) as pipe:
-            for (key, indexes), epoch in zip(by_key.items(), _new_epochs(len(by_key)), strict=True):
-                args = [epoch, self.size, self.ttl, *(bodies[i] for i in indexes)]
-                await append(keys=self._keys(key), args=args, client=pipe)
-            replies = await pipe.execute()
-        appended: dict[int, Appended] = {}
-        for indexes, (epoch, first) in zip(by_key.values(), replies, strict=True):
+        appended: list[Appended | None] = [None] * len(items)
+        for call in _chunks(by_key, APPEND_CHUNK):
+            await self._append_call(call, bodies, appended)
+        return appended
+
+    async def _append_call(
+        self, call: list[tuple[str, list[int]]], bodies: list[str], appended: list[Appended | None]
+    ) -> None:
+        """One script call for `call`'s keys; each of their messages' Appended goes to its index."""
+        keys, args = [], [self.size, self.ttl]
+        for (key, indexes), epoch in zip(call, _new_epochs(len(call)), strict=True):
+            keys.extend(self._keys(key))
+            args += [epoch, len(indexes), "\n".join([bodies[i] for i in indexes])]
+        reply = await self._scripts()["append"](keys=keys, args=args)
+        for (_key, indexes), epoch, first in zip(call, reply[::2], reply[1::2], strict=True):
             for seq, index in enumerate(indexes, start=int(first)):
                 appended[index] = Appended(epoch, seq, with_seq(bodies[index], seq))
-        return [appended[index] for index in range(len(items))]
 
     async def position(self, key: str) -> Position:
         epoch, seq = await self._scripts()["position"](keys=self._keys(key), args=[_new_epoch(), self.ttl])

@@ -13,7 +13,10 @@ cache pool. Clients built here find the current master again after a failover.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from urllib.parse import unquote
 
 from django.core.exceptions import ImproperlyConfigured
@@ -137,6 +140,34 @@ def async_client(url: str, **options):
 
     manager = AsyncSentinel(list(target.sentinels), sentinel_kwargs=dict(SENTINEL_KWARGS))
     return manager.master_for(target.service, max_connections=POOL_SIZE, **target.master_options(), **options)
+
+
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """What `make` builds (a redis.asyncio client, scripts bound to it), once per running event loop.
+
+    A redis.asyncio connection belongs to the loop that opened it, and a process may run several:
+    the server's, a test's, the ones async_to_sync makes for sync callers. Those of closed loops
+    are dropped when a new one is built.
+    """
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._by_loop: dict[int, tuple[asyncio.AbstractEventLoop, T]] = {}
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        found = self._by_loop.get(id(loop))
+        if found is not None and found[0] is loop:  # not a closed loop whose id was reused
+            return found[1]
+        for loop_id, (other, _value) in list(self._by_loop.items()):
+            if other.is_closed():
+                del self._by_loop[loop_id]
+        value = self._make()
+        self._by_loop[id(loop)] = (loop, value)
+        return value
 
 
 def sync_client(url: str, **options):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -116,6 +118,20 @@ def test_the_async_client_asks_the_sentinels_for_the_master():
     client = redis_client.async_client(SENTINEL_URL, decode_responses=True)
     assert isinstance(client.connection_pool, SentinelConnectionPool)
     assert client.connection_pool.connection_kwargs["decode_responses"] is True
+
+
+def test_per_loop_builds_one_value_for_each_event_loop_and_forgets_closed_loops():
+    per_loop = redis_client.PerLoop(object)
+
+    async def twice():
+        return per_loop.get(), per_loop.get()
+
+    first, again = asyncio.run(twice())
+    (second, _again) = asyncio.run(twice())
+
+    assert first is again
+    assert second is not first
+    assert len(per_loop._by_loop) == 1  # the first loop closed: its value was dropped
 
 
 def test_postgres_gets_a_checked_connection_pool():

@@ -68,11 +68,12 @@ def fresh_redis(redis_url):
 
 @pytest.fixture(params=["memory", "redis"])
 def make_store(request):
-    """A factory of stores of one kind: make_store(size=..., ttl=...)."""
+    """A factory of stores of one kind: make_store(size=..., ttl=..., prefix=...); stores with
+    different prefixes share nothing."""
     if request.param == "memory":
-        return lambda size=1000, ttl=900: history.MemoryHistory(size, ttl)
+        return lambda size=1000, ttl=900, prefix="hist": history.MemoryHistory(size, ttl)
     url = request.getfixturevalue("fresh_redis")
-    return lambda size=1000, ttl=900: history.RedisHistory(url, size, ttl)
+    return lambda size=1000, ttl=900, prefix="hist": history.RedisHistory(url, size, ttl, prefix)
 
 
 @pytest.fixture
@@ -141,6 +142,81 @@ async def test_append_many_of_one_key_counts_on_from_single_appends_and_back(sto
     assert [a.seq for a in appended] == [2, 3, 4, 5, 1]
     assert after.seq == 6 and after.epoch == appended[0].epoch
     assert decoded(await store.since(KEY, after.epoch, 0)) == [{**event(n), "seq": n} for n in range(1, 7)]
+
+
+async def test_a_batch_across_keys_gets_the_seqs_texts_and_epochs_of_appends_one_by_one(make_store):
+    keys = [history.user_key(user, "orders") for user in range(5)]
+    batched, one_by_one = make_store(prefix="batched"), make_store(prefix="single")
+    for store in (batched, one_by_one):
+        await store.append(keys[0], event(0))  # one key counts on, the others are new
+    items = [(keys[n % 5], event(n)) for n in range(1, 40)]
+
+    appended = await batched.append_many(items)
+    expected = [await one_by_one.append(key, message) for key, message in items]
+
+    assert [(a.seq, a.text) for a in appended] == [(e.seq, e.text) for e in expected]
+    epochs = {key: (await batched.position(key)).epoch for key in keys}
+    assert [a.epoch for a in appended] == [epochs[key] for key, _message in items]
+    for key in keys:
+        assert await batched.since(key, epochs[key], 0) == await one_by_one.since(
+            key, (await one_by_one.position(key)).epoch, 0
+        )
+
+
+async def test_a_batch_keeps_texts_with_newlines_braces_and_other_characters_whole(store):
+    odd = {"type": "risk_alert", "message": 'two\nlines, a "quote", {braces}, é and \u2028'}
+    appended = await store.append_many([(KEY, odd), (KEY, event(2)), (KEY, odd)])
+
+    assert [orjson.loads(a.text) for a in appended] == [{**odd, "seq": 1}, {**event(2), "seq": 2}, {**odd, "seq": 3}]
+    assert await store.since(KEY, appended[0].epoch, 0) == [a.text for a in appended]
+
+
+def test_a_batch_is_cut_into_calls_of_at_most_the_chunk_keeping_each_keys_order():
+    by_key = {"a": [0, 1], "b": [2, 3, 4, 5, 6], "c": [7]}
+
+    assert history._chunks(by_key, 3) == [[("a", [0, 1]), ("b", [2])], [("b", [3, 4, 5])], [("b", [6]), ("c", [7])]]
+    assert history._chunks({"a": [0, 1, 2]}, 3) == [[("a", [0, 1, 2])]]
+    assert history._chunks({}, 3) == []
+
+
+async def test_a_batch_over_the_chunk_numbers_on_across_the_calls(fresh_redis, monkeypatch):
+    store = history.RedisHistory(fresh_redis, size=2000, ttl=900)
+    calls = []
+    append_call = store._append_call
+
+    async def counted(call, bodies, appended):
+        calls.append(sum(len(indexes) for _key, indexes in call))
+        await append_call(call, bodies, appended)
+
+    monkeypatch.setattr(store, "_append_call", counted)
+    other = history.user_key(8, "orders")
+    items = [(KEY if n % 3 else other, event(n)) for n in range(history.APPEND_CHUNK + 1)]
+
+    appended = await store.append_many(items)
+
+    assert calls == [history.APPEND_CHUNK, 1]
+    for key in (KEY, other):
+        mine = [a for (k, _message), a in zip(items, appended, strict=True) if k == key]
+        assert [a.seq for a in mine] == list(range(1, len(mine) + 1))
+        assert {a.epoch for a in mine} == {(await store.position(key)).epoch}
+        assert await store.since(key, mine[0].epoch, 0) == [a.text for a in mine]
+
+
+async def test_a_batch_of_exactly_the_chunk_is_one_call(fresh_redis, monkeypatch):
+    store = history.RedisHistory(fresh_redis, size=2000, ttl=900)
+    calls = []
+    append_call = store._append_call
+
+    async def counted(call, bodies, appended):
+        calls.append(call)
+        await append_call(call, bodies, appended)
+
+    monkeypatch.setattr(store, "_append_call", counted)
+
+    appended = await store.append_many([(KEY, event(n)) for n in range(history.APPEND_CHUNK)])
+
+    assert len(calls) == 1
+    assert [a.seq for a in appended] == list(range(1, history.APPEND_CHUNK + 1))
 
 
 def test_fresh_epochs_are_distinct_hex_strings_as_token_hex_makes():
@@ -254,6 +330,33 @@ async def test_a_lost_history_comes_back_with_a_new_epoch(make_store, request):
     assert await store.since(KEY, before.epoch, 1) is None
 
 
+async def test_a_batch_after_a_key_expired_starts_it_in_a_new_epoch_and_counts_the_others_on(fresh_redis):
+    store = history.RedisHistory(fresh_redis, size=10, ttl=900)
+    other = history.user_key(8, "orders")
+    before = await store.append_many([(KEY, event(1)), (other, event(1)), (KEY, event(2))])
+    redis.Redis.from_url(fresh_redis).delete(store._keys(KEY)[0])  # its counter expired; its stream not yet
+
+    after = await store.append_many([(KEY, event(3)), (other, event(2))])
+
+    assert after[0].epoch != before[0].epoch and after[0].seq == 1
+    assert (after[1].epoch, after[1].seq) == (before[1].epoch, 2)
+    assert decoded(await store.since(KEY, after[0].epoch, 0)) == [{**event(3), "seq": 1}]  # the old stream went
+    assert await store.since(KEY, before[0].epoch, 2) is None
+
+
+async def test_a_batch_after_redis_was_flushed_starts_every_key_in_a_new_epoch(fresh_redis):
+    store = history.RedisHistory(fresh_redis, size=10, ttl=900)
+    other = history.user_key(8, "orders")
+    before = await store.append_many([(KEY, event(1)), (other, event(1))])
+    redis.Redis.from_url(fresh_redis).flushdb()
+
+    after = await store.append_many([(KEY, event(2)), (other, event(2)), (other, event(3))])
+
+    assert [a.seq for a in after] == [1, 1, 2]
+    assert after[0].epoch != after[1].epoch  # each key has an epoch of its own
+    assert {a.epoch for a in after}.isdisjoint({b.epoch for b in before})
+
+
 # --- time ---------------------------------------------------------------------------------------
 
 
@@ -300,6 +403,19 @@ async def test_redis_keys_carry_the_ttl(fresh_redis):
 
     assert len(ttls) == 2
     assert all(0 < ttl <= 300 for ttl in ttls)
+
+
+async def test_a_batch_gives_every_key_it_touched_the_ttl_and_the_size(fresh_redis):
+    store = history.RedisHistory(fresh_redis, size=3, ttl=300)
+    other = history.user_key(8, "orders")
+    await store.append_many([(KEY, event(n)) for n in range(5)] + [(other, event(1))])
+    client = redis.Redis.from_url(fresh_redis)
+
+    ttls = [client.ttl(name) for name in client.keys("hist:*")]
+
+    assert len(ttls) == 4
+    assert all(0 < ttl <= 300 for ttl in ttls)
+    assert client.xlen(store._keys(KEY)[1]) == 3
 
 
 async def test_redis_events_older_than_the_ttl_are_not_served(fresh_redis):
