@@ -162,7 +162,15 @@ class OrderBook:
 def _update(side: BookSide, levels: list[list[str]]) -> None:
     for price, quantity in levels:
         key = Decimal(price)
-        if Decimal(quantity) == 0:
+        if _is_zero(quantity):
             side.remove(key)  # removing a level we never saw is normal (step 9)
         else:
             side.set(key, (price, quantity))
+
+
+def _is_zero(quantity: str) -> bool:
+    """Decimal(quantity) == 0, for the decimal strings the normaliser lets through, mostly without a Decimal."""
+    if quantity.isascii():
+        # Digits and at most one point (normalize._UNSIGNED_DECIMAL): zero exactly when every digit is 0.
+        return not quantity.lstrip("0.")
+    return Decimal(quantity) == 0  # its \d also takes other scripts' digits, rare enough to let Decimal judge

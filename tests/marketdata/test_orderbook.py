@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+from marketdata import normalize
+from marketdata.exceptions import NormalizeError
 from marketdata.orderbook import OrderBook, Outcome, State
-from tests.marketdata.builders import diff, snapshot
+from tests.marketdata.builders import DEPTH_UPDATE_SAMPLE, diff, raw, sample, snapshot
 
 BIDS = [["100.00", "1.0"], ["99.50", "2.0"], ["99.00", "3.0"]]
 ASKS = [["100.50", "1.5"], ["101.00", "2.5"], ["101.50", "3.5"]]
@@ -211,3 +218,33 @@ def test_the_buffer_keeps_only_the_newest_events():
 
     assert book.buffered == 3
     assert book.on_snapshot(snapshot(5, BIDS, ASKS)) is Outcome.RESYNC  # 6 and 7 were pushed out
+
+
+# Quantities as the exchange may write them, zeros of every width among them; Python's \d also
+# matches other scripts' digits, and so do the normaliser's pattern and Decimal.
+quantities = st.from_regex(r"\d{1,24}(\.\d{1,24})?", fullmatch=True) | st.from_regex(
+    r"0{1,24}(\.0{1,24})?", fullmatch=True
+)
+
+
+@given(quantities)
+@example("0")
+@example("00.000")
+@example("0.00000001")
+@example("\u0660.\u0660")  # Arabic-Indic zeros: zero
+@example("\u0661")  # Arabic-Indic one
+def test_a_level_is_removed_exactly_when_its_quantity_is_zero(quantity):
+    payload = sample(DEPTH_UPDATE_SAMPLE, s="BTCUSDT", U=102, u=102, b=[["100.00", quantity]], a=[])
+    try:
+        update = normalize.parse_frame(raw(payload))
+    except NormalizeError:
+        assume(False)  # only what the normaliser lets through reaches a book
+    book = synced_book(100)  # with a bid of 1.0 at 100.00
+
+    assert book.on_diff(update) is Outcome.APPLIED
+
+    bids, _asks = book.top(10)
+    if Decimal(quantity) == 0:
+        assert "100.00" not in [price for price, _quantity in bids]
+    else:
+        assert bids[0] == ("100.00", quantity)
