@@ -20,7 +20,7 @@ from collections import deque
 from decimal import Decimal
 from enum import StrEnum
 
-from marketdata.book_side import BookSide
+from marketdata.book_side import BookSide, Level
 from marketdata.normalize import DepthDiff, DepthSnapshot
 
 DEFAULT_BUFFER_LIMIT = 1000  # diffs kept while a snapshot is fetched (100 s at 100 ms)
@@ -65,8 +65,8 @@ class OrderBook:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def top(self, depth: int) -> tuple[list[list[str]], list[list[str]]]:
-        """The best `depth` levels per side, best first, as the exchange's strings."""
+    def top(self, depth: int) -> tuple[list[Level], list[Level]]:
+        """The best `depth` levels per side, best first: (price, quantity), the exchange's strings."""
         if not self.synced:
             raise ValueError(f"the {self.symbol} book is not in sync; fetch a snapshot first")
         return self._bids.best_levels(depth), self._asks.best_levels(depth)
@@ -162,7 +162,15 @@ class OrderBook:
 def _update(side: BookSide, levels: list[list[str]]) -> None:
     for price, quantity in levels:
         key = Decimal(price)
-        if Decimal(quantity) == 0:
+        if _is_zero(quantity):
             side.remove(key)  # removing a level we never saw is normal (step 9)
         else:
             side.set(key, (price, quantity))
+
+
+def _is_zero(quantity: str) -> bool:
+    """Decimal(quantity) == 0, for the decimal strings the normaliser lets through, mostly without a Decimal."""
+    if quantity.isascii():
+        # Digits and at most one point (normalize._UNSIGNED_DECIMAL): zero exactly when every digit is 0.
+        return not quantity.lstrip("0.")
+    return Decimal(quantity) == 0  # its \d also takes other scripts' digits, rare enough to let Decimal judge

@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from marketdata import latest, normalize, selectors, services, status
 from marketdata.backoff import Retry, RetryPolicy
+from marketdata.book_side import Level
 from marketdata.checksum import book_checksum
 from marketdata.exceptions import NormalizeError, PlannedReconnect, SnapshotError, StaleFeed
 from marketdata.listeners import Listener, ListenerFeed
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 STREAM_KINDS = ("ticker", "trade", "depth@100ms")
 FRAMES_READ = MetricCounter("marketdata_frames_total", "Frames read from the exchange's stream connections")
 BOOK_RESTORE_EVERY = 5.0  # seconds; well within latest.BOOK_SNAPSHOT_TTL_SECONDS
+BOOK_CATCH_UP_EVERY = 1.0  # seconds; the longest a sent book's last_update_id lags while only deeper levels move
 SymbolsLoader = Callable[[], Awaitable[Iterable[str]]]
 
 
@@ -119,6 +121,16 @@ def load_enabled_symbols() -> list[str]:
     return selectors.symbol_enabled_names()
 
 
+@dataclass
+class _PublishedBook:
+    """A book's last published top and message: what a later round compares with, and re-stores."""
+
+    top: tuple[list[Level], list[Level]]
+    text: str
+    sent_at: float  # time.monotonic()
+    stored_at: float
+
+
 class _Throttle:
     """At most one log line per `every` seconds for a recurring problem; counts what it held back."""
 
@@ -143,8 +155,9 @@ class MarketDataWorker:
         self.resyncs: Counter[str] = Counter()  # books that lost sync, by symbol
         self.last_frame_at: float | None = None  # wall clock
         self._feeds = [ListenerFeed(listener, options.listener_queue) for listener in listeners]
-        self._dirty: set[str] = set()  # books changed since they were last published
-        self._book_frames: dict[str, tuple[str, float]] = {}  # symbol -> (last published book, stored at)
+        self._dirty: set[str] = set()  # books changed since the last round
+        self._behind: set[str] = set()  # books whose top is published but whose last_update_id moved on
+        self._published: dict[str, _PublishedBook] = {}  # since the book last came into sync
         self._syncing: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._snapshot_slots = asyncio.Semaphore(options.snapshot_concurrency)
@@ -261,7 +274,7 @@ class MarketDataWorker:
     def _forget(self, symbol: str) -> None:
         self.symbols.discard(symbol)
         self.books.pop(symbol, None)
-        self._dirty.discard(symbol)
+        self._unpublish(symbol)
         task = self._syncing.pop(symbol, None)
         if task is not None:
             task.cancel()
@@ -359,7 +372,7 @@ class MarketDataWorker:
 
     def _lost_sync(self, symbol: str, reason: str) -> None:
         self.resyncs[symbol] += 1
-        self._dirty.discard(symbol)
+        self._unpublish(symbol)
         logger.warning("%s order book lost sync (%s); fetching a new snapshot", symbol, reason)
         self._spawn(latest.aclear_snapshot(Stream.ORDERBOOK, symbol))
 
@@ -370,11 +383,18 @@ class MarketDataWorker:
             if book is None:
                 continue
             book.reset()
-            self._dirty.discard(symbol)
+            self._unpublish(symbol)
             task = self._syncing.pop(symbol, None)
             if task is not None:
                 task.cancel()
             self._spawn(latest.aclear_snapshot(Stream.ORDERBOOK, symbol))
+
+    def _unpublish(self, symbol: str) -> None:
+        """The book lost sync or went away: nothing published of it counts any more. Once in sync
+        again it is published whatever its levels (its stored snapshot was cleared meanwhile)."""
+        self._dirty.discard(symbol)
+        self._behind.discard(symbol)
+        self._published.pop(symbol, None)
 
     async def _sync_book(self, symbol: str) -> None:
         """Fetch REST snapshots until the book is in sync (Binance's steps 3 to 5)."""
@@ -411,44 +431,50 @@ class MarketDataWorker:
         return False
 
     async def publish_books(self) -> None:
-        """Publish the top of every book that changed since the last round, if in sync and not crossed."""
+        """Publish the top of every book with news since its last publish (see _has_news), if in sync
+        and not crossed; one write stores them all, with the quiet books' re-store."""
+        now = time.monotonic()
         dirty, self._dirty = self._dirty, set()
-        messages = []
-        for symbol in sorted(dirty):
+        behind, self._behind = self._behind, set()
+        tops, messages = {}, []
+        for symbol in sorted(dirty | behind):
             book = self.books.get(symbol)
             if book is None or not book.synced or book.crossed():
                 continue
-            bids, asks = book.top(self.options.depth)
-            timestamp = protocol.iso_from_millis(book.event_time) if book.event_time else protocol.now_iso()
-            messages.append(
-                protocol.orderbook(
-                    symbol=symbol,
-                    bids=bids,
-                    asks=asks,
-                    timestamp=timestamp,
-                    last_update_id=book.last_update_id,
-                    checksum=book_checksum(bids, asks),
-                )
-            )
+            top = book.top(self.options.depth)
+            if not self._has_news(symbol, top, settled=symbol not in dirty, now=now):
+                self._behind.add(symbol)
+                continue
+            tops[symbol] = top
+            messages.append(_book_message(book, top))
         frames = await publish.aprepare_market_many(messages)
-        now = time.monotonic()
         for frame in frames:
-            self._book_frames[frame.symbol] = (frame.text, now)
-        # One write for every book of the round, and the quiet books' re-store with it.
+            self._published[frame.symbol] = _PublishedBook(tops[frame.symbol], frame.text, now, now)
         snapshots = {(Stream.ORDERBOOK, f.symbol): f.text for f in frames} | self._quiet_books(now)
         await latest.astore_market_state(snapshots=snapshots)
         await publish.asend_market_many(frames)
 
+    def _has_news(self, symbol: str, top: tuple[list[Level], list[Level]], *, settled: bool, now: float) -> bool:
+        """Whether a changed book is worth publishing: its top differs from the one last published, or
+        only its last_update_id moved and the book settled (no diff since the last round) or the last
+        send is BOOK_CATCH_UP_EVERY old."""
+        # Diffs below the top change nothing a subscriber sees but last_update_id, which clients (and
+        # our tests) use to tell that a book caught up with the exchange: deferred, never dropped.
+        published = self._published.get(symbol)
+        if published is None or published.top != top:
+            return True
+        return settled or now - published.sent_at >= BOOK_CATCH_UP_EVERY
+
     def _quiet_books(self, now: float) -> dict[tuple[str, str], str]:
-        """Books in sync that did not change for a while, to re-store so their snapshot does not expire."""
+        """Books in sync that were not published for a while, to re-store so their snapshot does not expire."""
         quiet = {}
-        for symbol, (text, stored_at) in list(self._book_frames.items()):
+        for symbol, published in list(self._published.items()):
             book = self.books.get(symbol)
             if book is None or not book.synced:
-                self._book_frames.pop(symbol, None)
-            elif now - stored_at > BOOK_RESTORE_EVERY:
-                self._book_frames[symbol] = (text, now)
-                quiet[(Stream.ORDERBOOK, symbol)] = text
+                del self._published[symbol]
+            elif now - published.stored_at > BOOK_RESTORE_EVERY:
+                published.stored_at = now
+                quiet[(Stream.ORDERBOOK, symbol)] = published.text
         return quiet
 
     # --- status -----------------------------------------------------------------------------------
@@ -635,6 +661,20 @@ class Shard:
             event.message,
             event.code,
         )
+
+
+def _book_message(book: OrderBook, top: tuple[list[Level], list[Level]]) -> dict:
+    """The orderbook message of a book's top, stamped with the exchange's time of its last event."""
+    bids, asks = top
+    timestamp = protocol.iso_from_millis(book.event_time) if book.event_time else protocol.now_iso()
+    return protocol.orderbook(
+        symbol=book.symbol,
+        bids=bids,
+        asks=asks,
+        timestamp=timestamp,
+        last_update_id=book.last_update_id,
+        checksum=book_checksum(bids, asks),
+    )
 
 
 def _describe(error: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -628,8 +629,29 @@ def trade(**fields: Any) -> dict:
     return _flat_message(Trade, fields)
 
 
-def orderbook(**fields: Any) -> dict:
-    return OrderBook(**fields).as_message()
+def orderbook(
+    *,
+    symbol: str,
+    bids: list[Sequence[str]],
+    asks: list[Sequence[str]],
+    timestamp: str | None = None,
+    last_update_id: int | None = None,
+    checksum: int | None = None,
+    seq: int | None = None,
+) -> dict:
+    """OrderBook's message, built directly; the levels must already be [price, quantity] strings."""
+    # The worker builds hundreds of books a second, and the generic as_message walked every level
+    # through _plain (a third of publishing a book). Nothing here converts or checks the levels:
+    # lists and tuples both encode as arrays. The tests hold this to OrderBook(...).as_message().
+    message = {"type": OrderBook.TYPE, "symbol": symbol, "bids": bids, "asks": asks}
+    if last_update_id is not None:
+        message["last_update_id"] = last_update_id
+    if checksum is not None:
+        message["checksum"] = checksum
+    if seq is not None:
+        message["seq"] = seq
+    message["timestamp"] = timestamp or now_iso()
+    return message
 
 
 def order_update(**fields: Any) -> dict:

@@ -21,21 +21,21 @@ def test_bids_are_best_highest_first():
     side = side_of([("99.5", "2"), ("100.0", "1"), ("99.0", "3")], highest_first=True)
 
     assert side.best() == Decimal("100.0")
-    assert side.best_levels(2) == [["100.0", "1"], ["99.5", "2"]]
+    assert side.best_levels(2) == [("100.0", "1"), ("99.5", "2")]
 
 
 def test_asks_are_best_lowest_first():
     side = side_of([("101.0", "2"), ("100.5", "1"), ("101.5", "3")], highest_first=False)
 
     assert side.best() == Decimal("100.5")
-    assert side.best_levels(5) == [["100.5", "1"], ["101.0", "2"], ["101.5", "3"]]
+    assert side.best_levels(5) == [("100.5", "1"), ("101.0", "2"), ("101.5", "3")]
 
 
 def test_a_price_written_differently_is_the_same_level_and_keeps_the_newest_strings():
     side = side_of([("0.10", "1"), ("0.1", "2")], highest_first=False)
 
     assert len(side) == 1
-    assert side.best_levels(5) == [["0.1", "2"]]
+    assert side.best_levels(5) == [("0.1", "2")]
 
 
 def test_removing_an_absent_level_changes_nothing():
@@ -43,7 +43,7 @@ def test_removing_an_absent_level_changes_nothing():
 
     side.remove(Decimal("2"))
 
-    assert side.best_levels(5) == [["1.5", "1"]]
+    assert side.best_levels(5) == [("1.5", "1")]
 
 
 def test_an_empty_side_has_no_best():
@@ -71,6 +71,6 @@ def test_the_best_levels_are_those_of_sorting_the_whole_side(changes, highest_fi
             model[price] = level
 
     ordered = sorted(model, reverse=highest_first)
-    assert side.best_levels(depth) == [list(model[p]) for p in ordered[:depth]]
+    assert side.best_levels(depth) == [model[p] for p in ordered[:depth]]
     assert side.best() == (ordered[0] if ordered else None)
     assert len(side) == len(model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import zlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from marketdata.checksum import book_checksum, checksum_text
 
@@ -76,3 +78,19 @@ def test_an_empty_book_has_the_checksum_of_the_empty_string():
 def test_levels_must_be_strings_as_sent():
     with pytest.raises(TypeError):
         book_checksum([[45283.5, "1"]], [])
+
+
+def documented_text(bids, asks) -> str:
+    """The definition as the contract words it, one value at a time: "." removed, leading zeros stripped."""
+    values = [value for price, quantity in [*asks[:10], *bids[:10]] for value in (price, quantity)]
+    return "".join(value.replace(".", "").lstrip("0") for value in values)
+
+
+# Decimal strings with leading zeros, zero values and odd forms ("00.0", "0.", ".5"), and any text at all.
+values = st.text(alphabet="0123456789.", max_size=12) | st.text(max_size=6)
+sides = st.lists(st.tuples(values, values) | st.lists(values, min_size=2, max_size=2), max_size=14)
+
+
+@given(bids=sides, asks=sides)
+def test_the_text_is_the_documented_definition_for_any_levels(bids, asks):
+    assert checksum_text(bids, asks) == documented_text(bids, asks)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+from marketdata import normalize
+from marketdata.exceptions import NormalizeError
 from marketdata.orderbook import OrderBook, Outcome, State
-from tests.marketdata.builders import diff, snapshot
+from tests.marketdata.builders import DEPTH_UPDATE_SAMPLE, diff, raw, sample, snapshot
 
 BIDS = [["100.00", "1.0"], ["99.50", "2.0"], ["99.00", "3.0"]]
 ASKS = [["100.50", "1.5"], ["101.00", "2.5"], ["101.50", "3.5"]]
+
+
+def as_kept(levels: list[list[str]]) -> list[tuple[str, str]]:
+    """Levels as the book keeps and returns them: (price, quantity) tuples of the exchange's strings."""
+    return [(price, quantity) for price, quantity in levels]
 
 
 def synced_book(last_update_id: int = 100) -> OrderBook:
@@ -37,8 +49,8 @@ def test_a_snapshot_with_bridging_events_syncs_the_book():
     assert book.state is State.SYNCED
     assert book.last_update_id == 104
     bids, asks = book.top(10)
-    assert bids == [["100.00", "5.0"], ["99.50", "2.0"], ["99.00", "3.0"]]
-    assert asks == [["101.00", "2.5"], ["101.50", "3.5"]]
+    assert bids == [("100.00", "5.0"), ("99.50", "2.0"), ("99.00", "3.0")]
+    assert asks == [("101.00", "2.5"), ("101.50", "3.5")]
 
 
 def test_buffered_events_already_in_the_snapshot_are_dropped():
@@ -48,7 +60,7 @@ def test_buffered_events_already_in_the_snapshot_are_dropped():
 
     assert book.on_snapshot(snapshot(100, BIDS, ASKS)) is Outcome.APPLIED
 
-    assert book.top(10)[0] == BIDS  # neither stale event touched the snapshot
+    assert book.top(10)[0] == as_kept(BIDS)  # neither stale event touched the snapshot
 
 
 def test_after_a_snapshot_the_first_event_must_straddle_it():
@@ -81,7 +93,7 @@ def test_consecutive_events_apply_in_order():
 
     assert book.last_update_id == 106
     bids, asks = book.top(1)
-    assert (bids, asks) == ([["100.10", "0.1"]], [["100.25", "0.5"]])
+    assert (bids, asks) == ([("100.10", "0.1")], [("100.25", "0.5")])
 
 
 def test_a_gap_in_update_ids_discards_the_book_and_asks_for_a_snapshot():
@@ -108,7 +120,7 @@ def test_the_book_resyncs_after_a_gap():
     assert book.on_snapshot(snapshot(104, BIDS, ASKS)) is Outcome.APPLIED
 
     assert book.last_update_id == 106
-    assert book.top(1)[0] == [["100.20", "4"]]
+    assert book.top(1)[0] == [("100.20", "4")]
 
 
 def test_a_zero_quantity_removes_the_level():
@@ -118,14 +130,14 @@ def test_a_zero_quantity_removes_the_level():
 
     bids, asks = book.top(10)
     assert ["100.00", "1.0"] not in bids
-    assert asks[0] == ["101.00", "2.5"]
+    assert asks[0] == ("101.00", "2.5")
 
 
 def test_removing_a_level_the_book_never_had_is_normal():
     book = synced_book(100)
 
     assert book.on_diff(diff(102, 102, bids=[["42.00", "0"]])) is Outcome.APPLIED
-    assert book.top(10)[0] == BIDS
+    assert book.top(10)[0] == as_kept(BIDS)
 
 
 def test_quantities_are_absolute_not_deltas():
@@ -133,7 +145,7 @@ def test_quantities_are_absolute_not_deltas():
 
     book.on_diff(diff(102, 102, bids=[["99.50", "7.25"]]))
 
-    assert ["99.50", "7.25"] in book.top(10)[0]
+    assert ("99.50", "7.25") in book.top(10)[0]
 
 
 def test_levels_are_keyed_by_value_but_keep_the_exchange_strings():
@@ -142,7 +154,7 @@ def test_levels_are_keyed_by_value_but_keep_the_exchange_strings():
     book.on_diff(diff(102, 102, bids=[["100.0000", "1.50000000"]]))  # the same price as "100.00"
 
     bids, _asks = book.top(10)
-    assert bids[0] == ["100.0000", "1.50000000"]
+    assert bids[0] == ("100.0000", "1.50000000")
     assert len(bids) == len(BIDS)
 
 
@@ -151,8 +163,8 @@ def test_top_returns_the_best_levels_first_and_at_most_depth():
 
     bids, asks = book.top(2)
 
-    assert bids == [["100.00", "1.0"], ["99.50", "2.0"]]
-    assert asks == [["100.50", "1.5"], ["101.00", "2.5"]]
+    assert bids == [("100.00", "1.0"), ("99.50", "2.0")]
+    assert asks == [("100.50", "1.5"), ("101.00", "2.5")]
 
 
 def test_an_event_that_crosses_the_book_loses_sync_instead_of_being_published():
@@ -206,3 +218,33 @@ def test_the_buffer_keeps_only_the_newest_events():
 
     assert book.buffered == 3
     assert book.on_snapshot(snapshot(5, BIDS, ASKS)) is Outcome.RESYNC  # 6 and 7 were pushed out
+
+
+# Quantities as the exchange may write them, zeros of every width among them; Python's \d also
+# matches other scripts' digits, and so do the normaliser's pattern and Decimal.
+quantities = st.from_regex(r"\d{1,24}(\.\d{1,24})?", fullmatch=True) | st.from_regex(
+    r"0{1,24}(\.0{1,24})?", fullmatch=True
+)
+
+
+@given(quantities)
+@example("0")
+@example("00.000")
+@example("0.00000001")
+@example("\u0660.\u0660")  # Arabic-Indic zeros: zero
+@example("\u0661")  # Arabic-Indic one
+def test_a_level_is_removed_exactly_when_its_quantity_is_zero(quantity):
+    payload = sample(DEPTH_UPDATE_SAMPLE, s="BTCUSDT", U=102, u=102, b=[["100.00", quantity]], a=[])
+    try:
+        update = normalize.parse_frame(raw(payload))
+    except NormalizeError:
+        assume(False)  # only what the normaliser lets through reaches a book
+    book = synced_book(100)  # with a bid of 1.0 at 100.00
+
+    assert book.on_diff(update) is Outcome.APPLIED
+
+    bids, _asks = book.top(10)
+    if Decimal(quantity) == 0:
+        assert "100.00" not in [price for price, _quantity in bids]
+    else:
+        assert bids[0] == ("100.00", quantity)

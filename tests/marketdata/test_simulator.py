@@ -396,7 +396,7 @@ async def test_the_rest_snapshot_and_the_diffs_sync_a_local_book_exactly(simulat
         while book.last_update_id < final.last_update_id:  # events sent before the pause, still in flight
             assert await next_diff() is Outcome.APPLIED
 
-    assert book.top(1000) == (final.bids, final.asks)
+    assert book.top(1000) == ([tuple(level) for level in final.bids], [tuple(level) for level in final.asks])
 
 
 # --- the simulated market ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from dataclasses import replace
 from decimal import Decimal
 
 import orjson
@@ -12,11 +13,15 @@ import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+import marketdata.stream
 from marketdata import latest, normalize, status
 from marketdata.checksum import book_checksum
 from marketdata.models import Symbol
+from marketdata.normalize import DepthSnapshot
+from marketdata.orderbook import OrderBook
 from marketdata.stream import MarketDataWorker, WorkerOptions, load_enabled_symbols
 from realtime import groups, history, protocol, publish
+from tests.marketdata.builders import DEPTH_UPDATE_SAMPLE, combined, sample, snapshot
 from tests.marketdata.exchange import running_simulator
 from tests.marketdata.worker import (
     QUICK,
@@ -155,6 +160,131 @@ async def test_order_books_are_published_at_most_once_per_interval(simulator):
         elapsed = loop.time() - started
 
     assert elapsed >= 3 * 0.2 * 0.9  # the simulator changes the book every 10 ms
+
+
+# --- which books a round publishes ------------------------------------------------------------------
+
+BIDS = [["100.00", "1"], ["99.00", "2"], ["98.00", "3"]]
+ASKS = [["101.00", "1"], ["102.00", "2"], ["103.00", "3"]]
+
+
+def depth_frame(first: int, final: int, bids: list | None = None, asks: list | None = None) -> bytes:
+    payload = sample(DEPTH_UPDATE_SAMPLE, s="BTCUSDT", U=first, u=final, b=bids or [], a=asks or [])
+    return combined("btcusdt@depth@100ms", payload)
+
+
+@pytest.fixture
+def rest_snapshots(monkeypatch) -> list[DepthSnapshot]:
+    """The depth snapshots the worker's REST requests get: the last one of the list."""
+    snapshots = [snapshot(100, BIDS, ASKS)]
+
+    async def fetch(rest_url, symbol, limit, timeout) -> DepthSnapshot:
+        return snapshots[-1]
+
+    monkeypatch.setattr(marketdata.stream, "fetch_depth", fetch)
+    return snapshots
+
+
+@pytest.fixture
+def sent_books(monkeypatch) -> list[dict]:
+    """The messages the worker sends to the layer, as subscribers get them."""
+    sent = []
+    send = publish.asend_market_many
+
+    async def recording(frames) -> None:
+        sent.extend(orjson.loads(frame.text) for frame in frames)
+        await send(frames)
+
+    monkeypatch.setattr(publish, "asend_market_many", recording)
+    return sent
+
+
+async def sync_book(worker: MarketDataWorker, first_diff: bytes) -> None:
+    """Feed a diff to an unsynced book and wait while the worker takes a snapshot and bridges it."""
+    await worker.handle_frame(first_diff, shard=None)
+    syncing = [task for task in asyncio.all_tasks() if task.get_name() == "md-sync-BTCUSDT"]
+    await asyncio.wait_for(asyncio.gather(*syncing), TIMEOUT)
+    assert worker.books["BTCUSDT"].synced
+
+
+@pytest.fixture
+async def book_worker(rest_snapshots) -> MarketDataWorker:
+    """A worker (its loops not started) with a BTCUSDT book in sync at update 101, two levels a side
+    published; its rounds run when a test calls publish_books."""
+    worker = MarketDataWorker(replace(QUICK, depth=2))
+    worker.symbols.add("BTCUSDT")
+    worker.books["BTCUSDT"] = OrderBook("BTCUSDT")
+    await sync_book(worker, depth_frame(100, 101))
+    return worker
+
+
+async def test_a_book_whose_top_changed_is_published_in_the_next_round(book_worker, sent_books):
+    await book_worker.publish_books()
+    await book_worker.handle_frame(depth_frame(102, 102, bids=[["100.00", "7"]]), shard=None)
+    await book_worker.publish_books()
+
+    assert [book["bids"][0] for book in sent_books] == [["100.00", "1"], ["100.00", "7"]]
+
+
+async def test_a_book_changed_only_below_its_top_is_sent_again_once_its_diffs_stop(book_worker, sent_books):
+    await book_worker.publish_books()
+    for update_id, level in ((102, ["98.00", "5"]), (103, ["97.00", "1"])):  # below the two published
+        await book_worker.handle_frame(depth_frame(update_id, update_id, bids=[level]), shard=None)
+        await book_worker.publish_books()
+        assert len(sent_books) == 1  # nothing a subscriber sees changed, and diffs keep coming
+
+    await book_worker.publish_books()  # a round without diffs: the book settled
+
+    first, caught_up = sent_books
+    assert (caught_up["bids"], caught_up["asks"]) == (first["bids"], first["asks"])
+    assert (first["last_update_id"], caught_up["last_update_id"]) == (101, 103)
+    assert caught_up["seq"] == first["seq"] + 1
+
+
+async def test_a_book_changed_only_below_its_top_still_catches_up_while_diffs_keep_coming(
+    book_worker, sent_books, monkeypatch
+):
+    monkeypatch.setattr(marketdata.stream, "BOOK_CATCH_UP_EVERY", 0.05)
+    await book_worker.publish_books()
+    await book_worker.handle_frame(depth_frame(102, 102, bids=[["98.00", "5"]]), shard=None)
+    await book_worker.publish_books()
+    await asyncio.sleep(0.06)
+    await book_worker.handle_frame(depth_frame(103, 103, bids=[["98.00", "6"]]), shard=None)
+    await book_worker.publish_books()
+
+    assert [book["last_update_id"] for book in sent_books] == [101, 103]
+
+
+async def test_a_resynced_book_is_published_even_with_the_levels_it_had(book_worker, sent_books, rest_snapshots):
+    await book_worker.publish_books()
+    book_worker.reset_books(["BTCUSDT"])  # the connection dropped
+    rest_snapshots.append(snapshot(200, BIDS, ASKS))
+    await sync_book(book_worker, depth_frame(200, 201))
+    await book_worker.publish_books()
+
+    first, resynced = sent_books
+    assert (resynced["bids"], resynced["asks"]) == (first["bids"], first["asks"])
+    assert resynced["last_update_id"] == 201
+
+
+async def test_a_book_waiting_to_catch_up_is_still_stored_again_so_its_snapshot_does_not_expire(
+    book_worker, sent_books, monkeypatch
+):
+    monkeypatch.setattr(marketdata.stream, "BOOK_RESTORE_EVERY", 0.0)
+    stored = []
+    store = latest.astore_market_state
+
+    async def spying_store(*, prices=None, snapshots=None) -> None:
+        stored.append((snapshots or {}).get(("orderbook", "BTCUSDT")))
+        await store(prices=prices, snapshots=snapshots)
+
+    monkeypatch.setattr(latest, "astore_market_state", spying_store)
+    await book_worker.publish_books()
+    await book_worker.handle_frame(depth_frame(102, 102, bids=[["98.00", "5"]]), shard=None)
+    await book_worker.publish_books()
+
+    assert len(sent_books) == 1
+    assert [orjson.loads(text)["last_update_id"] for text in stored] == [101, 101]
 
 
 # --- a bad feed ---------------------------------------------------------------------------------------
@@ -423,8 +553,6 @@ def test_the_workers_reconnect_backoff_is_capped_by_ws_reconnect_timeout(setting
 
 
 async def test_a_quiet_book_in_sync_is_stored_again_so_its_snapshot_does_not_expire(simulator, monkeypatch):
-    import marketdata.stream
-
     monkeypatch.setattr(marketdata.stream, "BOOK_RESTORE_EVERY", 0.2)
     stored_while_quiet = asyncio.Event()
     stores = []

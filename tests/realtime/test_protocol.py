@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -685,6 +687,45 @@ def test_orderbook_keeps_levels_in_the_given_order():
 
     assert message["bids"][0] == ["49950.00", "1.5"]
     assert message["asks"][0] == ["50050.00", "1.2"]
+
+
+decimal_strings = st.from_regex(r"\d{1,12}(\.\d{1,10})?", fullmatch=True)
+level = st.tuples(decimal_strings, decimal_strings)
+book_fields = st.fixed_dictionaries(
+    {
+        "symbol": st.from_regex(protocol.SYMBOL_PATTERN, fullmatch=True),
+        "bids": st.lists(st.one_of(level, level.map(list)), max_size=25),
+        "asks": st.lists(st.one_of(level, level.map(list)), max_size=25),
+        "timestamp": st.just(EXCHANGE_TIME),
+        # None is how an optional field is left out (the builders' defaults); each is there half the time.
+        "last_update_id": st.none() | st.integers(min_value=0, max_value=2**63 - 1),
+        "checksum": st.none() | st.integers(min_value=0, max_value=2**32 - 1),
+        "seq": st.none() | st.integers(min_value=0, max_value=2**53),
+    }
+)
+
+
+@given(book_fields)
+def test_orderbook_is_the_generic_definitions_message_byte_for_byte(fields):
+    generic = protocol.OrderBook(**fields).as_message()
+
+    built = protocol.orderbook(**fields)
+
+    assert list(built) == list(generic)  # the same keys, in the same order, the same ones left out
+    assert protocol.encode(built) == protocol.encode(generic)
+
+
+def test_orderbook_without_a_timestamp_is_stamped_now_like_every_frame():
+    built = protocol.orderbook(symbol="BTCUSDT", bids=[], asks=[])
+
+    assert ISO_UTC_MILLIS.match(built["timestamp"])
+    assert list(built) == list(protocol.OrderBook(symbol="BTCUSDT", bids=[], asks=[]).as_message())
+
+
+def test_orderbook_takes_exactly_the_fields_of_its_definition():
+    definition = {field.name for field in dataclasses.fields(protocol.OrderBook)}
+
+    assert set(inspect.signature(protocol.orderbook).parameters) == definition
 
 
 # --- channel-layer events -----------------------------------------------------------------------
