@@ -201,7 +201,7 @@ def sent_books(monkeypatch) -> list[dict]:
 
 async def sync_book(worker: MarketDataWorker, first_diff: bytes) -> None:
     """Feed a diff to an unsynced book and wait while the worker takes a snapshot and bridges it."""
-    await worker.handle_frame(first_diff, shard=None)
+    worker.handle_frame(first_diff, shard=None)
     syncing = [task for task in asyncio.all_tasks() if task.get_name() == "md-sync-BTCUSDT"]
     await asyncio.wait_for(asyncio.gather(*syncing), TIMEOUT)
     assert worker.books["BTCUSDT"].synced
@@ -220,7 +220,7 @@ async def book_worker(rest_snapshots) -> MarketDataWorker:
 
 async def test_a_book_whose_top_changed_is_published_in_the_next_round(book_worker, sent_books):
     await book_worker.publish_books()
-    await book_worker.handle_frame(depth_frame(102, 102, bids=[["100.00", "7"]]), shard=None)
+    book_worker.handle_frame(depth_frame(102, 102, bids=[["100.00", "7"]]), shard=None)
     await book_worker.publish_books()
 
     assert [book["bids"][0] for book in sent_books] == [["100.00", "1"], ["100.00", "7"]]
@@ -229,7 +229,7 @@ async def test_a_book_whose_top_changed_is_published_in_the_next_round(book_work
 async def test_a_book_changed_only_below_its_top_is_sent_again_once_its_diffs_stop(book_worker, sent_books):
     await book_worker.publish_books()
     for update_id, level in ((102, ["98.00", "5"]), (103, ["97.00", "1"])):  # below the two published
-        await book_worker.handle_frame(depth_frame(update_id, update_id, bids=[level]), shard=None)
+        book_worker.handle_frame(depth_frame(update_id, update_id, bids=[level]), shard=None)
         await book_worker.publish_books()
         assert len(sent_books) == 1  # nothing a subscriber sees changed, and diffs keep coming
 
@@ -246,10 +246,10 @@ async def test_a_book_changed_only_below_its_top_still_catches_up_while_diffs_ke
 ):
     monkeypatch.setattr(marketdata.stream, "BOOK_CATCH_UP_EVERY", 0.05)
     await book_worker.publish_books()
-    await book_worker.handle_frame(depth_frame(102, 102, bids=[["98.00", "5"]]), shard=None)
+    book_worker.handle_frame(depth_frame(102, 102, bids=[["98.00", "5"]]), shard=None)
     await book_worker.publish_books()
     await asyncio.sleep(0.06)
-    await book_worker.handle_frame(depth_frame(103, 103, bids=[["98.00", "6"]]), shard=None)
+    book_worker.handle_frame(depth_frame(103, 103, bids=[["98.00", "6"]]), shard=None)
     await book_worker.publish_books()
 
     assert [book["last_update_id"] for book in sent_books] == [101, 103]
@@ -280,7 +280,7 @@ async def test_a_book_waiting_to_catch_up_is_still_stored_again_so_its_snapshot_
 
     monkeypatch.setattr(latest, "astore_market_state", spying_store)
     await book_worker.publish_books()
-    await book_worker.handle_frame(depth_frame(102, 102, bids=[["98.00", "5"]]), shard=None)
+    book_worker.handle_frame(depth_frame(102, 102, bids=[["98.00", "5"]]), shard=None)
     await book_worker.publish_books()
 
     assert len(sent_books) == 1
