@@ -19,13 +19,18 @@ from functools import cached_property
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
+from realtime import script_args
 from realtime.redis_client import PerLoop, async_client
 
-# KEYS: the keys. ARGV: per key its value and its timeout in seconds ('' for none, '0' to delete it,
-# as Django's set does with a zero timeout). Returns the number of keys.
-_SET_EACH = """
-for i, key in ipairs(KEYS) do
-  local value, ttl = ARGV[2 * i - 1], ARGV[2 * i]
+# ARGV: the keys, the values and the timeouts, each packed into two arguments (realtime.script_args);
+# a timeout in seconds, '' for none, '0' to delete the key (as Django's set with a zero timeout).
+# Returns the number of keys.
+_SET_EACH = (
+    script_args.LUA_SPLIT
+    + """
+local keys, values, ttls = split(ARGV[1], ARGV[2]), split(ARGV[3], ARGV[4]), split(ARGV[5], ARGV[6])
+for i, key in ipairs(keys) do
+  local value, ttl = values[i], ttls[i]
   if ttl == '' then
     redis.call('SET', key, value)
   elseif ttl == '0' then
@@ -34,22 +39,23 @@ for i, key in ipairs(KEYS) do
     redis.call('SET', key, value, 'EX', ttl)
   end
 end
-return #KEYS
+return #keys
 """
+)
 
 
 class CacheClient(RedisCacheClient):
     def set_many(self, data, timeout):
         if data:
-            args = self.set_each_args(data.values(), [timeout] * len(data))
-            self._set_each_script(keys=list(data), args=args)
+            self._set_each_script(args=self.set_each_args(data, data.values(), [timeout] * len(data)))
 
-    def set_each_args(self, values, timeouts) -> list:
-        """The script's ARGV: each value serialized as Django's cache stores it, beside its timeout."""
-        args = []
-        for value, timeout in zip(values, timeouts, strict=True):
-            args += [self._serializer.dumps(value), "" if timeout is None else timeout]
-        return args
+    def set_each_args(self, keys, values, timeouts) -> list:
+        """The script's ARGV: the keys, each value serialized as Django's cache stores it (an int as
+        its digits), and the timeouts."""
+        dumps = self._serializer.dumps
+        serialized = [str(value) if type(value) is int else value for value in map(dumps, values)]
+        ttls = ["" if timeout is None else str(int(timeout)) for timeout in timeouts]
+        return [*script_args.pack(keys), *script_args.pack(serialized), *script_args.pack(ttls)]
 
     @cached_property
     def _set_each_script(self):
@@ -77,5 +83,5 @@ class Cache(RedisCache):
             return
         keys = [self.make_key(key) for key in entries]
         timeouts = [self.get_backend_timeout(timeout) for _value, timeout in entries.values()]
-        args = self._cache.set_each_args((value for value, _timeout in entries.values()), timeouts)
-        await self._async_set_each.get()(keys=keys, args=args)
+        args = self._cache.set_each_args(keys, (value for value, _timeout in entries.values()), timeouts)
+        await self._async_set_each.get()(args=args)

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 
-from realtime import protocol
+from realtime import protocol, script_args
 from realtime.redis_client import PerLoop, async_client
 
 
@@ -216,29 +216,35 @@ def _chunks(by_key: dict[str, list[int]], size: int) -> list[list[tuple[str, lis
 # --- Redis --------------------------------------------------------------------------------------
 
 # The append, of one key or of a batch of keys at once (the worker's trades of every symbol in one
-# call: one command and one flat reply, where redis-py parses each reply in Python).
-# KEYS: each key's meta hash and stream, in pairs. ARGV: size, ttl, then for each key a fresh epoch,
-# the number of its messages and the encoded messages joined by newlines (one argument, not one per
-# message: redis-py packs each argument in Python, which cost 4 of the worker's ms per batch of 1,500;
-# compact JSON never holds a raw newline); they get consecutive seqs in their order.
-# Returns for each key its epoch and its first message's seq, flat: epoch, first, epoch, first, ...
+# call). Its arguments are few whatever the batch (redis-py packs each argument in Python, which cost
+# the worker more than the script itself; realtime.script_args): size, ttl, each key's meta hash and
+# stream names (packed), the keys' fresh epochs (space-separated), the number of each key's messages
+# (comma-separated), and all the encoded messages, key after key, joined by newlines (compact JSON
+# never holds a raw newline). A key's messages get consecutive seqs in their order.
+# Returns one string: for each key its epoch and its first message's seq, space-separated.
 # A new epoch drops any stream left from the old count, so XADD's ids start again at 1-0.
-_APPEND = """
+_APPEND = (
+    script_args.LUA_SPLIT
+    + """
 local size, ttl = ARGV[1], ARGV[2]
+local names, epochs = split(ARGV[3], ARGV[4]), {}
+for epoch in string.gmatch(ARGV[5], '%S+') do
+  epochs[#epochs + 1] = epoch
+end
+local bodies, from = ARGV[7], 1
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local reply = {}
-local at = 3
-for k = 1, #KEYS, 2 do
-  local meta, stream = KEYS[k], KEYS[k + 1]
-  local epoch, count = ARGV[at], tonumber(ARGV[at + 1])
+local reply, k = {}, 0
+for count in string.gmatch(ARGV[6], '%d+') do
+  k = k + 1
+  count = tonumber(count)
+  local meta, stream, epoch = names[2 * k - 1], names[2 * k], epochs[k]
   if redis.call('HSETNX', meta, 'epoch', epoch) == 1 then
     redis.call('DEL', stream)
   else
     epoch = redis.call('HGET', meta, 'epoch')
   end
   local first = redis.call('HINCRBY', meta, 'seq', count) - count + 1
-  local bodies, from = ARGV[at + 2], 1
   for i = 1, count do
     local seq = first + i - 1
     local stop = string.find(bodies, '\\n', from, true) or (#bodies + 1)
@@ -248,12 +254,11 @@ for k = 1, #KEYS, 2 do
   end
   redis.call('EXPIRE', meta, ttl)
   redis.call('EXPIRE', stream, ttl)
-  reply[#reply + 1] = epoch
-  reply[#reply + 1] = first
-  at = at + 3
+  reply[k] = epoch .. ' ' .. first
 end
-return reply
+return table.concat(reply, ' ')
 """
+)
 # Messages per append call: a backlog after an outage (thousands of trades) does not hold Redis long.
 APPEND_CHUNK = 1000
 
@@ -338,11 +343,11 @@ class RedisHistory:
         self, call: list[tuple[str, list[int]]], bodies: list[str], appended: list[Appended | None]
     ) -> None:
         """One script call for `call`'s keys; each of their messages' Appended goes to its index."""
-        keys, args = [], [self.size, self.ttl]
-        for (key, indexes), epoch in zip(call, _new_epochs(len(call)), strict=True):
-            keys.extend(self._keys(key))
-            args += [epoch, len(indexes), "\n".join([bodies[i] for i in indexes])]
-        reply = await self._scripts()["append"](keys=keys, args=args)
+        names = script_args.pack(name for key, _indexes in call for name in self._keys(key))
+        epochs = " ".join(_new_epochs(len(call)))
+        counts = ",".join([str(len(indexes)) for _key, indexes in call])
+        texts = "\n".join([bodies[i] for _key, indexes in call for i in indexes])
+        reply = (await self._scripts()["append"](args=[self.size, self.ttl, *names, epochs, counts, texts])).split()
         for (_key, indexes), epoch, first in zip(call, reply[::2], reply[1::2], strict=True):
             for seq, index in enumerate(indexes, start=int(first)):
                 appended[index] = Appended(epoch, seq, with_seq(bodies[index], seq))
