@@ -22,6 +22,8 @@ from marketdata.exceptions import NormalizeError
 from realtime import protocol
 
 _UNSIGNED_DECIMAL = re.compile(r"^\d{1,24}(\.\d{1,24})?$")
+# Unsigned decimal strings separated by single spaces (the values of a diff's levels, joined).
+_UNSIGNED_DECIMALS = re.compile(r"\d{1,24}(?:\.\d{1,24})?(?: \d{1,24}(?:\.\d{1,24})?)*")
 _SIGNED_DECIMAL = re.compile(r"^-?\d{1,24}(\.\d{1,24})?$")
 _STREAM_NAME = re.compile(r"^([a-z0-9]+)@[A-Za-z0-9_@]+$")
 EXCERPT_CHARS = 120
@@ -290,13 +292,27 @@ def _levels(payload: dict, key: str) -> list[list[str]]:
     if not isinstance(value, list):
         raise NormalizeError(f"field {key!r} is not a list of [price, quantity]")
     # Checked in place and returned as parsed: a diff carries many levels, and copying each into a
-    # new list (through a dict per value) cost more than the checks.
+    # new list (through a dict per value) cost more than the checks. The values are checked all at
+    # once (one regular expression over them joined), not one call each; only a diff that fails is
+    # walked value by value, for an error that names the value.
     for level in value:
-        if not isinstance(level, list) or len(level) != 2:
+        if type(level) is not list or len(level) != 2:
             raise NormalizeError(f"field {key!r} holds a level that is not [price, quantity]")
-        _decimal_value(level[0], "price")
-        _decimal_value(level[1], "quantity")
+    if value and not _all_decimal_strings(value):
+        for price, quantity in value:
+            _decimal_value(price, "price")
+            _decimal_value(quantity, "quantity")
     return value
+
+
+def _all_decimal_strings(levels: list[list[Any]]) -> bool:
+    """Every price and quantity is an unsigned decimal string (as `_decimal_value` checks one)."""
+    try:
+        joined = " ".join([text for level in levels for text in level])
+    except TypeError:  # a value that is not a string
+        return False
+    # A value holding the separator itself would pass as two: the count of separators tells.
+    return joined.count(" ") == 2 * len(levels) - 1 and _UNSIGNED_DECIMALS.fullmatch(joined) is not None
 
 
 def _request_id(value: Any) -> int | str | None:

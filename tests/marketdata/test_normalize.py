@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from marketdata import normalize
 from marketdata.exceptions import NormalizeError
@@ -238,3 +240,25 @@ def test_an_excerpt_is_short_and_on_one_line():
     assert len(text) <= normalize.EXCERPT_CHARS + 3
     assert "\n" not in normalize.excerpt("a\nb")
     assert normalize.excerpt(b"\xff") == "\ufffd"
+
+
+# --- levels are checked all at once, with the same verdict as one by one -----------------------------
+
+_VALUES = st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,4})?\Z") | st.text(max_size=6) | st.sampled_from(["1 2", "", " 1"])
+
+
+@given(levels=st.lists(st.lists(_VALUES, min_size=2, max_size=2), max_size=6))
+def test_a_diffs_levels_are_refused_exactly_when_one_value_is_not_a_decimal_string(levels):
+    one_by_one = all(normalize._UNSIGNED_DECIMAL.fullmatch(value) for level in levels for value in level)
+    payload = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": levels, "a": []}
+    if one_by_one:
+        assert normalize.depth_diff(payload).bids == levels
+    else:
+        with pytest.raises(NormalizeError, match="decimal string"):
+            normalize.depth_diff(payload)
+
+
+def test_a_level_value_that_is_not_a_string_is_refused():
+    payload = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": [["1.0", 2]], "a": []}
+    with pytest.raises(NormalizeError, match="'quantity' is not a decimal string"):
+        normalize.depth_diff(payload)
