@@ -7,7 +7,7 @@ import pytest
 
 from accounts import services
 from accounts.exceptions import InvalidInput, InvalidState, MarketUnavailable, NotFound
-from accounts.matching import Trade
+from accounts.matching import Reach, Trade
 from accounts.models import Fill, Order, Position
 from marketdata import latest
 from tests.accounts.factories import balance, fund, make_symbol, make_user, place, reload, set_book, set_price
@@ -382,3 +382,35 @@ def test_a_fill_that_would_overflow_a_balance_ends_the_order_once_and_the_portfo
     assert balance(user, "BTC") == (D("1"), 0), "the reservation is released, nothing else changed"
     assert selectors.portfolio_get(user_id=user.pk).cash == D("999999999999999999")
     assert services.orders_match_trade(symbol="BTCUSDT", trade=trade_at("100", "1")) == [], "not retried"
+
+
+# --- the engine's reach query ---------------------------------------------------------------------------
+
+
+def test_the_reach_of_a_symbol_is_its_best_open_limits_read_afresh_each_time():
+    from accounts import selectors
+
+    make_symbol("ETHUSDT", step="0.001", tick="0.01")
+    user = make_user()
+    fund(user, "USDT", "100000")
+    fund(user, "BTC", "5")
+    assert selectors.orders_reach(symbols=["BTCUSDT"]) == {}
+
+    place(user, "buy", "0.1", "50000.00")
+    low_buy = place(user, "buy", "0.1", "49000.00")
+    place(user, "sell", "0.1", "52000.00")
+    place(user, "buy", "0.1", "2000.00", symbol="ETHUSDT")
+
+    reach = selectors.orders_reach(symbols=["BTCUSDT"])
+    assert reach == {"BTCUSDT": Reach(highest_buy=D("50000.00"), lowest_sell=D("52000.00"))}  # only what was asked
+    assert isinstance(reach["BTCUSDT"].highest_buy, D)
+
+    services.order_cancel(user_id=user.pk, order_id=reach_order_id(user, "50000.00"))
+    assert selectors.orders_reach(symbols=["BTCUSDT", "ETHUSDT"]) == {
+        "BTCUSDT": Reach(highest_buy=low_buy.price, lowest_sell=D("52000.00")),
+        "ETHUSDT": Reach(highest_buy=D("2000.00"), lowest_sell=None),
+    }
+
+
+def reach_order_id(user, price: str) -> int:
+    return Order.objects.get(owner=user, price=D(price)).pk
