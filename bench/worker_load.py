@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fanout import PY_SPY, BoundService, cpu_seconds, redis_client, redis_cpu, summarise_profile  # noqa: E402
+from bench.fanout import PY_SPY, BoundService, cpu_seconds, ratio, redis_client, redis_cpu, summarise_profile  # noqa: E402
 from tests.integration.harness import PYTHON, Stack, claim_redis_db, free_port, redis_answers  # noqa: E402
 
 LISTENING = re.compile(r"listening on (ws://\S+) \(REST (http://\S+)\)")
@@ -70,6 +70,15 @@ def published(metrics_port: int) -> dict[str, float]:
     return counts
 
 
+FLOOR = "bare reader"
+READER_FRAMES = re.compile(r"^frames (\d+)$", re.M)
+
+
+def reader_frames(log: Path) -> int:
+    found = READER_FRAMES.findall(log.read_text())
+    return int(found[-1]) if found else 0
+
+
 def exchange_trades(rest_url: str) -> int:
     return sum(m["trades"] for m in get_json(f"{rest_url}/_sim/state")["markets"].values())
 
@@ -90,6 +99,38 @@ class Run:
         self.exchange = BoundService("exchange", args, self.stack.env(), self.workdir / "exchange.log").start()
         match = wait_for(lambda: LISTENING.search(self.exchange.log()), "the exchange's start", 60, self.exchange)
         self.exchange_urls = (match.group(1), match.group(2))
+
+    def measure_floor(self) -> dict:
+        """The bare reader (bench/bare_reader.py) over the same window: what reading the frames costs."""
+        ws_url, rest_url = self.exchange_urls
+        log = self.workdir / f"bare-reader-{int(time.time())}.log"
+        args = [PYTHON, str(ROOT / "bench" / "bare_reader.py"), ws_url, *self.symbols]
+        reader = BoundService("bare-reader", args, self.stack.env(), log).start()
+        try:
+            streams = 3 * len(self.symbols)
+            wait_for(lambda: subscribed_streams(rest_url) >= streams, f"{streams} streams subscribed", 120, reader)
+            time.sleep(min(self.args.warmup, 5))
+            frames0, cpu0, t0 = reader_frames(log), cpu_seconds(reader.process.pid), time.monotonic()
+            time.sleep(self.args.seconds)
+            wall = time.monotonic() - t0
+            cpu, frames = cpu_seconds(reader.process.pid) - cpu0, (reader_frames(log) - frames0) / wall
+        finally:
+            reader.stop()
+        full_rate = len(self.symbols) * (self.args.trades + 10 + 1)
+        return {
+            "code": FLOOR,
+            "frames_per_s": frames,
+            "cpu_ms_per_1000_frames": 1e6 * cpu / wall / frames if frames else None,
+            "full_rate_frames_per_s": full_rate,
+            "worker_cpu_share_at_full_rate": cpu / wall / frames * full_rate if frames else None,
+            "worker_cpu_share": cpu / wall,
+            "exchange_cpu_share": float("nan"),
+            "redis_cpu_share": float("nan"),
+            "published_per_s": {},
+            "exchange_trades_per_s": float("nan"),
+            "window_s": wall,
+            "load": os.getloadavg()[0],
+        }
 
     def measure(self, name: str, tree: Path) -> dict:
         ws_url, rest_url = self.exchange_urls
@@ -187,23 +228,34 @@ BoundService.start_in = _start_in
 def table(rows: list[dict]) -> str:
     lines = [
         "| code | worker CPU | exchange CPU | Redis CPU | exchange trades/s | frames read/s | published "
-        "tickers/s | trades/s | books/s | worker CPU ms / 1000 frames | worker CPU at the full rate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "tickers/s | trades/s | books/s | worker CPU ms / 1000 frames | worker CPU at the full rate "
+        "| CPU per frame vs the bare reader |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    floors = [r["cpu_ms_per_1000_frames"] for r in rows if r["code"] == FLOOR and r["cpu_ms_per_1000_frames"]]
+    floor = sum(floors) / len(floors) if floors else None
     for r in rows:
         p = r["published_per_s"]
         per_1000 = r["cpu_ms_per_1000_frames"]
         full = r["worker_cpu_share_at_full_rate"]
         full_text = "-" if full is None else f"{100 * full:.1f}% of {r['full_rate_frames_per_s']:.0f}/s"
         lines.append(
-            f"| {r['code']} | {100 * r['worker_cpu_share']:.1f}% | {100 * r['exchange_cpu_share']:.1f}% "
-            f"| {100 * r['redis_cpu_share']:.1f}% | {r['exchange_trades_per_s']:.0f} "
+            f"| {r['code']} | {_share(r['worker_cpu_share'])} | {_share(r['exchange_cpu_share'])} "
+            f"| {_share(r['redis_cpu_share'])} | {_count(r['exchange_trades_per_s'])} "
             f"| {'-' if r['frames_per_s'] is None else format(r['frames_per_s'], '.0f')} "
             f"| {p.get('ticker', 0):.0f} | {p.get('trade', 0):.0f} | {p.get('orderbook', 0):.0f} "
             f"| {'-' if per_1000 is None else format(per_1000, '.0f')} "
-            f"| {full_text} |"
+            f"| {full_text} | {ratio(per_1000, floor)} |"
         )
     return "\n".join(lines)
+
+
+def _share(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.1f}%"  # NaN: not measured (the bare reader's)
+
+
+def _count(value: float) -> str:
+    return "-" if value != value else f"{value:.0f}"
 
 
 def parse_code(values: list[str] | None) -> dict[str, Path]:
@@ -251,6 +303,10 @@ def main(args: argparse.Namespace) -> list[dict]:
                 print(f"- {name} ({trees[name]}) ...", flush=True)
                 rows.append(run.measure(name, trees[name]))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
+            if not args.no_floor:
+                print(f"- {FLOOR} (bench/bare_reader.py) ...", flush=True)
+                rows.append(run.measure_floor())
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     finally:
         if run.exchange is not None:
             run.exchange.stop()
@@ -270,6 +326,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="rotations over the trees (default 1)")
     parser.add_argument(
         "--redis-db", type=int, default=11, help="Redis database number, flushed (default 11, as bench/fanout.py's)"
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the bare reader (bench/bare_reader.py) after each rotation"
     )
     parser.add_argument("--profile", help="record each worker with py-spy (raw stacks + summary) into this dir")
     parser.add_argument("--json", help="also write every figure to this JSON file")
