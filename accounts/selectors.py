@@ -91,6 +91,8 @@ def orders_reach(*, symbols: Iterable[str]) -> dict[str, matching.Reach]:
     in one query. A trade outside both reaches no order, so the engine skips it without reading
     candidates; a symbol missing here has no open limit order at all."""
     wanted = set(symbols)
+    if not wanted:
+        return {}
     return {
         row["symbol"]: matching.Reach(highest_buy=row["buy"], lowest_sell=row["sell"])
         for row in _reach_of_every_symbol().all()  # a clone: evaluated afresh

@@ -127,7 +127,13 @@ def _set_each(entries: dict[str, tuple[str, int]]) -> None:
 
 
 async def aclear_snapshot(stream: str, symbol: str) -> None:
-    await _cache().adelete(_snapshot_key(stream, symbol))
+    cache = _cache()
+    if isinstance(cache, cache_backend.Cache):
+        # From the event loop, as the stores are: through the ORM's thread (Django's adelete), a clear
+        # queued behind the paper engine's queries could land after the book's next store and delete it.
+        await cache.aset_each({_snapshot_key(stream, symbol): ("", 0)})
+    else:
+        await cache.adelete(_snapshot_key(stream, symbol))
 
 
 async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -448,11 +448,13 @@ class MarketDataWorker:
             tops[symbol] = top
             messages.append(_book_message(book, top))
         frames = await publish.aprepare_market_many(messages)
-        for frame in frames:
-            self._published[frame.symbol] = _PublishedBook(tops[frame.symbol], frame.text, now, now)
-        snapshots = {(Stream.ORDERBOOK, f.symbol): f.text for f in frames} | self._quiet_books(now)
+        # The quiet books first, so a book of this round is stored with its new message.
+        snapshots = self._quiet_books(now) | {(Stream.ORDERBOOK, f.symbol): f.text for f in frames}
         await latest.astore_market_state(snapshots=snapshots)
         await publish.asend_market_many(frames)
+        # Only once sent: a later round compares its books with what subscribers actually have.
+        for frame in frames:
+            self._published[frame.symbol] = _PublishedBook(tops[frame.symbol], frame.text, now, now)
 
     def _has_news(self, symbol: str, top: tuple[list[Level], list[Level]], *, settled: bool, now: float) -> bool:
         """Whether a changed book is worth publishing: its top differs from the one last published, or

@@ -347,6 +347,9 @@ class RedisHistory:
         epochs = " ".join(_new_epochs(len(call)))
         counts = ",".join([str(len(indexes)) for _key, indexes in call])
         texts = "\n".join([bodies[i] for _key, indexes in call for i in indexes])
+        if texts.count("\n") != sum(len(indexes) for _key, indexes in call) - 1:
+            # A raw newline inside a body would shift every later message onto the wrong key and seq.
+            raise ValueError("an encoded message holds a raw newline: it cannot go to the append script")
         reply = (await self._scripts()["append"](args=[self.size, self.ttl, *names, epochs, counts, texts])).split()
         for (_key, indexes), epoch, first in zip(call, reply[::2], reply[1::2], strict=True):
             for seq, index in enumerate(indexes, start=int(first)):

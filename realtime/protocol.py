@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -639,10 +640,17 @@ def orderbook(
     checksum: int | None = None,
     seq: int | None = None,
 ) -> dict:
-    """OrderBook's message, built directly; the levels must already be [price, quantity] strings."""
+    """OrderBook's message, built directly; the levels must already be [price, quantity] strings
+    (anything else, a float above all, raises TypeError)."""
     # The worker builds hundreds of books a second, and the generic as_message walked every level
-    # through _plain (a third of publishing a book). Nothing here converts or checks the levels:
-    # lists and tuples both encode as arrays. The tests hold this to OrderBook(...).as_message().
+    # through _plain (a third of publishing a book). Nothing here converts the levels (lists and
+    # tuples both encode as arrays); one join checks they are all strings, in C. The tests hold this
+    # to OrderBook(...).as_message().
+    for side, levels in (("bids", bids), ("asks", asks)):
+        try:
+            "".join(itertools.chain.from_iterable(levels))
+        except TypeError:
+            raise TypeError(f"orderbook {side} must be [price, quantity] strings, as sent: {levels[:3]!r}") from None
     message = {"type": OrderBook.TYPE, "symbol": symbol, "bids": bids, "asks": asks}
     if last_update_id is not None:
         message["last_update_id"] = last_update_id

@@ -43,8 +43,9 @@ def keep_database_connections() -> None:
     with Django's default (CONN_MAX_AGE 0) each run opened and closed a connection, which on SQLite
     cost more than the run's query. Web processes keep the default: under ASGI a request's sync code
     runs in a thread of its own, where a kept connection would only linger. Left alone: a database
-    whose connections a pool keeps (PostgreSQL with DATABASE_POOL_SIZE), and an age set explicitly
-    (DATABASE_CONN_MAX_AGE). Call before the first query.
+    whose connections a pool keeps (PostgreSQL with DATABASE_POOL_SIZE), and a positive
+    DATABASE_CONN_MAX_AGE. It changes the process's settings.DATABASES: call it once, in the worker's
+    own process, before the first query.
     """
     for alias in connections:
         conf = connections.settings[alias]

@@ -130,3 +130,18 @@ async def test_market_state_on_redis_replaces_what_single_stores_wrote(redis_cac
 
     assert latest.last_trade("BTCUSDT") == latest.LastTrade(Decimal("2"), 2)
     assert await latest.asnapshots("ticker", ["BTCUSDT"]) == {"BTCUSDT": '{"type":"ticker","n":2}'}
+
+
+async def test_clearing_a_snapshot_on_redis_is_done_from_the_event_loop(redis_cache, monkeypatch):
+    book = '{"type":"orderbook","bids":[["100.5","2"]],"asks":[["101","1.5"]]}'
+    await latest.astore_market_state(snapshots={("orderbook", "BTCUSDT"): book, ("orderbook", "ETHUSDT"): book})
+    assert latest.order_book("BTCUSDT") is not None
+
+    async def no_thread_hop(*args, **kwargs):  # Django's adelete runs in the ORM's thread
+        raise AssertionError("cleared through the ORM's thread, behind the paper engine's queries")
+
+    monkeypatch.setattr(redis_cache, "adelete", no_thread_hop)
+    await latest.aclear_snapshot("orderbook", "BTCUSDT")
+
+    assert latest.order_book("BTCUSDT") is None
+    assert latest.order_book("ETHUSDT") is not None  # only the one asked

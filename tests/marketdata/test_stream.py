@@ -601,3 +601,25 @@ async def test_handling_a_frame_never_suspends_so_the_read_timeout_can_only_end_
     finally:
         for task in [*worker._syncing.values(), *worker._background, *(s._task for s in worker.shards)]:
             task.cancel()
+
+
+async def test_a_book_whose_send_failed_is_compared_with_what_was_sent_before_it(book_worker, sent_books, monkeypatch):
+    await book_worker.publish_books()  # sent: the book at update 101
+    book_worker.handle_frame(depth_frame(102, 102, bids=[["100.00", "7"]]), shard=None)  # a new top
+    send = publish.asend_market_many
+
+    async def failing(frames) -> None:
+        raise ConnectionError("redis is away")
+
+    monkeypatch.setattr(publish, "asend_market_many", failing)
+    with pytest.raises(ConnectionError):
+        await book_worker.publish_books()
+    monkeypatch.setattr(publish, "asend_market_many", send)
+    book_worker.handle_frame(depth_frame(103, 103, bids=[["98.00", "5"]]), shard=None)  # below the top only
+    await book_worker.publish_books()
+
+    # The new top never reached anyone: the book goes out at once, not deferred as if it had.
+    assert [(book["last_update_id"], book["bids"][0]) for book in sent_books] == [
+        (101, ["100.00", "1"]),
+        (103, ["100.00", "7"]),
+    ]

@@ -939,3 +939,11 @@ def test_the_flat_path_leaves_odd_fields_to_the_dataclass():
     # A Decimal is not plain: the dataclass path turns it into its string, as before.
     assert protocol.trade(**{**base, "price": Decimal("1.50")})["price"] == "1.5"
     assert protocol.trade(**{k: v for k, v in base.items() if k != "timestamp"})["timestamp"]
+
+
+@pytest.mark.parametrize("level", [["1.5", 2.0], [1.5, "2"], ["1.5", Decimal("2")], ["1.5", None]])
+def test_an_order_book_level_that_is_not_strings_is_refused(level):
+    with pytest.raises(TypeError, match="strings"):
+        protocol.orderbook(symbol="BTCUSDT", bids=[["1.0", "1"], level], asks=[], timestamp=EXCHANGE_TIME)
+    with pytest.raises(TypeError, match="strings"):
+        protocol.orderbook(symbol="BTCUSDT", bids=[], asks=[level], timestamp=EXCHANGE_TIME)
