@@ -7,6 +7,7 @@ is printed when a test fails. Everything listens on 127.0.0.1 on free ports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -18,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -301,6 +303,24 @@ def claim_redis_db(candidates: tuple[int, ...], timeout: float = 600) -> tuple[i
         if time.monotonic() > deadline:
             raise TimeoutError(f"Redis databases {candidates} stayed in use by other test runs")
         time.sleep(0.5)
+
+
+# The databases unit tests claim (the integration stacks take the lower ones).
+UNIT_REDIS_DBS = (10, 15, 13, 14, 12)
+
+
+@contextlib.contextmanager
+def claimed_redis_url(tests: str, candidates: tuple[int, ...] = UNIT_REDIS_DBS) -> Iterator[str]:
+    """The URL of a Redis database this run alone uses while the block runs; `tests` says who needs it."""
+    import pytest
+
+    if not redis_answers():
+        pytest.fail(f"Redis is not answering on 127.0.0.1:6379: start it (.ci/run does) to run {tests}")
+    db, lock = claim_redis_db(candidates)
+    try:
+        yield f"redis://127.0.0.1:6379/{db}"
+    finally:
+        lock.close()
 
 
 async def status_when(gateway, token: str, ready) -> dict:

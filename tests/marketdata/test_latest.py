@@ -1,7 +1,7 @@
 """marketdata.latest: many prices and snapshots stored at once, read back as single stores would be,
 on the process-memory cache (embedded mode, through a thread) and on the Redis cache (one script call
-from the event loop, in the real local Redis: the first free of REDIS_DBS, claimed with the same file
-lock as the other suites' databases)."""
+from the event loop, in the real local Redis: a database claimed with the same file lock as the other
+suites' databases)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import redis
 from django.core.cache import cache
 
 from marketdata import latest
-from tests.integration.harness import claim_redis_db, redis_answers
+from tests.integration.harness import claimed_redis_url
 from tradingsite.settings import caches
-
-REDIS_DBS = (10, 15, 13, 14, 12)
 
 
 @pytest.fixture(autouse=True)
@@ -66,13 +64,8 @@ async def test_market_state_with_nothing_to_store_stores_nothing():
 
 @pytest.fixture(scope="module")
 def redis_url():
-    if not redis_answers():
-        pytest.fail("Redis is not answering on 127.0.0.1:6379: start it to run the market state tests")
-    db, lock = claim_redis_db(REDIS_DBS)
-    try:
-        yield f"redis://127.0.0.1:6379/{db}"
-    finally:
-        lock.close()
+    with claimed_redis_url("the market state tests") as url:
+        yield url
 
 
 @pytest.fixture

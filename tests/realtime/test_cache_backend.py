@@ -9,20 +9,13 @@ import pytest
 import redis
 
 from realtime.cache_backend import Cache
-from tests.integration.harness import claim_redis_db, redis_answers
-
-REDIS_DBS = (10, 15, 13, 14, 12)
+from tests.integration.harness import claimed_redis_url
 
 
 @pytest.fixture(scope="module")
 def redis_url():
-    if not redis_answers():
-        pytest.fail("Redis is not answering on 127.0.0.1:6379: start it to run the cache backend tests")
-    db, lock = claim_redis_db(REDIS_DBS)
-    try:
-        yield f"redis://127.0.0.1:6379/{db}"
-    finally:
-        lock.close()
+    with claimed_redis_url("the cache backend tests") as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from realtime import script_args
-from tests.integration.harness import claim_redis_db, redis_answers
+from tests.integration.harness import claimed_redis_url
 
 # Returns what the script cut apart, as Redis returns a Lua list of strings.
 ECHO = script_args.LUA_SPLIT + "return split(ARGV[1], ARGV[2])"
@@ -16,13 +16,8 @@ ECHO = script_args.LUA_SPLIT + "return split(ARGV[1], ARGV[2])"
 
 @pytest.fixture(scope="module")
 def client():
-    if not redis_answers():
-        pytest.fail("Redis is not answering on 127.0.0.1:6379: start it to run these tests")
-    db, lock = claim_redis_db((10, 15, 13, 14, 12))
-    try:
-        yield redis.Redis.from_url(f"redis://127.0.0.1:6379/{db}")
-    finally:
-        lock.close()
+    with claimed_redis_url("the script argument tests") as url:
+        yield redis.Redis.from_url(url)
 
 
 def test_values_come_apart_as_they_went_in(client):
