@@ -108,13 +108,20 @@ async def astore_market_state(
     for (stream, symbol), text in (snapshots or {}).items():
         ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == Stream.ORDERBOOK else SNAPSHOT_TTL_SECONDS
         entries[_snapshot_key(stream, symbol)] = (text, ttl)
-    if not entries:
-        return
+    if entries:
+        await _awrite(entries)
+
+
+async def _awrite(entries: dict[str, tuple[str, int]]) -> None:
+    """The worker's writes (key -> (value, timeout); a zero timeout clears the key), in their order with
+    each other: on the Redis cache one script call from the event loop; on another cache (memory in the
+    embedded mode, tests) a hop to a thread, not the ORM's one (cache.aset's), so the paper engine's
+    queries hold up neither the feed nor a clear (which, queued behind them, could land after the
+    book's next store and delete it)."""
     cache = _cache()
     if isinstance(cache, cache_backend.Cache):
         await cache.aset_each(entries)
     else:
-        # Not in the ORM's one thread (cache.aset's): the paper engine's queries must not hold up the feed.
         await sync_to_async(_set_each, thread_sensitive=False)(entries)
 
 
@@ -127,13 +134,7 @@ def _set_each(entries: dict[str, tuple[str, int]]) -> None:
 
 
 async def aclear_snapshot(stream: str, symbol: str) -> None:
-    cache = _cache()
-    if isinstance(cache, cache_backend.Cache):
-        # From the event loop, as the stores are: through the ORM's thread (Django's adelete), a clear
-        # queued behind the paper engine's queries could land after the book's next store and delete it.
-        await cache.aset_each({_snapshot_key(stream, symbol): ("", 0)})
-    else:
-        await cache.adelete(_snapshot_key(stream, symbol))
+    await _awrite({_snapshot_key(stream, symbol): ("", 0)})
 
 
 async def asnapshots(stream: str, symbols: list[str] | tuple[str, ...]) -> dict[str, str]:
