@@ -21,10 +21,11 @@ import orjson
 from marketdata.exceptions import NormalizeError
 from realtime import protocol
 
-_UNSIGNED_DECIMAL = re.compile(r"^\d{1,24}(\.\d{1,24})?$")
+_DECIMAL = r"\d{1,24}(?:\.\d{1,24})?"
+_UNSIGNED_DECIMAL = re.compile(rf"^{_DECIMAL}$")
 # Unsigned decimal strings separated by single spaces (the values of a diff's levels, joined).
-_UNSIGNED_DECIMALS = re.compile(r"\d{1,24}(?:\.\d{1,24})?(?: \d{1,24}(?:\.\d{1,24})?)*")
-_SIGNED_DECIMAL = re.compile(r"^-?\d{1,24}(\.\d{1,24})?$")
+_UNSIGNED_DECIMALS = re.compile(rf"{_DECIMAL}(?: {_DECIMAL})*")
+_SIGNED_DECIMAL = re.compile(rf"^-?{_DECIMAL}$")
 _STREAM_NAME = re.compile(r"^([a-z0-9]+)@[A-Za-z0-9_@]+$")
 EXCERPT_CHARS = 120
 
