@@ -155,18 +155,16 @@ class PerLoop(Generic[T]):
 
     def __init__(self, make: Callable[[], T]) -> None:
         self._make = make
-        self._by_loop: dict[int, tuple[asyncio.AbstractEventLoop, T]] = {}
+        self._by_loop: dict[asyncio.AbstractEventLoop, T] = {}
 
     def get(self) -> T:
         loop = asyncio.get_running_loop()
-        found = self._by_loop.get(id(loop))
-        if found is not None and found[0] is loop:  # not a closed loop whose id was reused
-            return found[1]
-        for loop_id, (other, _value) in list(self._by_loop.items()):
-            if other.is_closed():
-                del self._by_loop[loop_id]
-        value = self._make()
-        self._by_loop[id(loop)] = (loop, value)
+        found = self._by_loop.get(loop)
+        if found is not None:
+            return found
+        for other in [other for other in self._by_loop if other.is_closed()]:
+            del self._by_loop[other]
+        value = self._by_loop[loop] = self._make()
         return value
 
 
