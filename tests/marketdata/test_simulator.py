@@ -19,7 +19,7 @@ from websockets.frames import Frame, Opcode
 from marketdata import normalize
 from marketdata.exceptions import NormalizeError
 from marketdata.exchange_model import SimulatedMarket
-from marketdata.exchange_server import GARBAGE_FRAMES, SimulatorConfig
+from marketdata.exchange_server import GARBAGE_FRAMES, SimulatorConfig, next_step_at
 from marketdata.normalize import MarketMessage, ServerShutdown
 from marketdata.orderbook import OrderBook, Outcome
 from tests.marketdata.exchange import (
@@ -38,6 +38,17 @@ TICKER_FIELDS |= {"O", "C", "F", "L", "n"}
 TRADE_FIELDS = {"e", "E", "s", "t", "p", "q", "T", "m", "M"}
 DEPTH_FIELDS = {"e", "E", "s", "U", "u", "b", "a"}
 QUIET = 0.3  # how long "nothing arrives" is watched for
+
+
+def test_market_steps_keep_a_fixed_cadence_whatever_a_step_takes():
+    # Steps due at 0.1, 0.2, ...: a step that took 30 ms does not push the next one to 0.23.
+    assert next_step_at(0.1, 0.1, now=0.13) == pytest.approx(0.2)
+    assert next_step_at(0.2, 0.1, now=0.2) == pytest.approx(0.3)
+
+
+def test_a_late_market_step_restarts_the_cadence_instead_of_a_burst_of_steps():
+    # The machine stalled for half a second: the next step is due now, not the five it missed.
+    assert next_step_at(0.1, 0.1, now=0.65) == 0.65
 
 
 @pytest.fixture
