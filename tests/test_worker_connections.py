@@ -1,6 +1,9 @@
-"""The worker keeps its database connections (tradingsite.worker.keep_database_connections)."""
+"""The worker process's own settings: it keeps its database connections
+(tradingsite.worker.keep_database_connections) and tunes its garbage collector (tune_garbage_collector)."""
 
 from __future__ import annotations
+
+import gc
 
 import pytest
 
@@ -48,9 +51,22 @@ def test_the_worker_command_keeps_its_connections_before_it_runs(monkeypatch):
 
     calls = []
     monkeypatch.setattr(runstream, "keep_database_connections", lambda: calls.append("kept"))
-    monkeypatch.setattr(runstream.gc, "freeze", lambda: None)  # not this test process's objects
+    monkeypatch.setattr(runstream, "tune_garbage_collector", lambda: calls.append("tuned"))
     monkeypatch.setattr(runstream.asyncio, "run", lambda coroutine: (coroutine.close(), calls.append("ran")))
 
     runstream.Command().handle(stale_after=30.0)
 
-    assert calls == ["kept", "ran"]
+    assert calls == ["tuned", "kept", "ran"]
+
+
+def test_the_worker_scans_young_objects_rarely_and_keeps_what_it_loaded_out_of_full_scans(monkeypatch):
+    frozen = []
+    monkeypatch.setattr(worker.gc, "freeze", lambda: frozen.append(True))  # not this test process's objects
+    before = gc.get_threshold()
+    try:
+        worker.tune_garbage_collector()
+
+        assert gc.get_threshold() == (worker.WORKER_GC_THRESHOLD, *before[1:])
+        assert frozen == [True]
+    finally:
+        gc.set_threshold(*before)

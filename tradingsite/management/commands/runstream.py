@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.stream import WorkerOptions
-from tradingsite.worker import keep_database_connections, run_market_and_bots
+from tradingsite.worker import keep_database_connections, run_market_and_bots, tune_garbage_collector
 
 
 class Command(BaseCommand):
@@ -28,10 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["stale_after"] <= 0:
             raise CommandError("--stale-after must be positive")
-        # Everything loaded so far (Django, the apps) lives as long as the process: keep it out of the
-        # garbage collector's full collections, which under a full feed re-scan it about once a second
-        # (measured: a sixth of the worker's CPU), as tradingsite/asgi.py does for the gateway.
-        gc.freeze()
+        tune_garbage_collector()
         keep_database_connections()
         asyncio.run(self._run(WorkerOptions.from_settings(stale_after=options["stale_after"])))
 
