@@ -630,6 +630,20 @@ def trade(**fields: Any) -> dict:
     return _flat_message(Trade, fields)
 
 
+def trade_of(symbol: str, price: str, quantity: str, side: str, trade_id: int, timestamp: str) -> dict:
+    """`trade(...)` of values already checked (strings, an int, a side): the worker builds thousands
+    a second, and this is the dict in one step, key for key what Trade(...).as_message() gives."""
+    return {
+        "type": Trade.TYPE,
+        "symbol": symbol,
+        "price": price,
+        "quantity": quantity,
+        "side": side,
+        "trade_id": trade_id,
+        "timestamp": timestamp,
+    }
+
+
 def orderbook(
     *,
     symbol: str,

@@ -16,6 +16,7 @@ from marketdata.normalize import (
     SubscriptionResult,
     Unsupported,
 )
+from realtime import protocol
 from tests.marketdata.builders import (
     DEPTH_UPDATE_SAMPLE,
     ERROR_REPLY_SAMPLE,
@@ -262,3 +263,46 @@ def test_a_level_value_that_is_not_a_string_is_refused():
     payload = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": [["1.0", 2]], "a": []}
     with pytest.raises(NormalizeError, match="'quantity' is not a decimal string"):
         normalize.depth_diff(payload)
+
+
+# --- a well-formed trade is built in one step, with the same message or refusal as field by field ----
+
+_ODD = st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=4) | st.integers(-3, 3)
+_TRADE_FIELDS = {
+    "s": st.sampled_from(["BTCUSDT", "ETH2USDT", "1INCHUSDT"]),
+    "p": st.from_regex(r"\A[0-9]{1,6}(\.[0-9]{1,8})?\Z"),
+    "q": st.from_regex(r"\A[0-9]{1,6}(\.[0-9]{1,8})?\Z"),
+    "m": st.booleans(),
+    "E": st.integers(min_value=0, max_value=2**53),
+    "t": st.integers(min_value=0, max_value=2**53),
+}
+_ODD_SYMBOLS = st.sampled_from(["btcusdt", "B", "ETH-USDT", "BTCUSDT\n"])
+
+
+@given(
+    fields=st.fixed_dictionaries(_TRADE_FIELDS),
+    spoiled=st.dictionaries(st.sampled_from(sorted(_TRADE_FIELDS)), _ODD | _ODD_SYMBOLS, max_size=2),
+    missing=st.sets(st.sampled_from(sorted(_TRADE_FIELDS)), max_size=1),
+)
+def test_a_trade_is_the_field_by_field_message_or_refused_as_field_by_field(fields, spoiled, missing):
+    payload = {"e": "trade", "T": 1, "M": True, **fields, **spoiled}
+    for key in missing:
+        del payload[key]
+    try:
+        expected = normalize.checked_trade(payload)
+    except NormalizeError as refusal:
+        with pytest.raises(NormalizeError) as fast_refusal:
+            normalize.trade(payload)
+        assert str(fast_refusal.value) == str(refusal)  # the same field named
+        return
+    built = normalize.trade(payload)
+    assert built == expected
+    assert list(built) == list(expected)  # the same key order, so the same encoded bytes
+
+
+def test_a_trade_built_in_one_step_is_the_dataclass_message():
+    built = protocol.trade_of("BTCUSDT", "1.5", "0.25", "sell", 7, SAMPLE_TIME)
+    generic = protocol.Trade(
+        symbol="BTCUSDT", price="1.5", quantity="0.25", side="sell", trade_id=7, timestamp=SAMPLE_TIME
+    ).as_message()
+    assert protocol.encode(built) == protocol.encode(generic)
