@@ -2,7 +2,8 @@
 
 `handle_market_message` is called for every normalised trade and ticker and returns at once: it
 records the price and hands the database work to background tasks, so a slow database never
-holds up the market feed. Trades queue per symbol with their price, quantity and exchange time;
+holds up the market feed. Trades queue per symbol with their price (their quantity and time are
+read in the matching run, only for symbols with an open limit order);
 one matching run at a time takes every trade queued so far, every symbol's in order (each trade
 fills at most its quantity, and only orders placed before it printed): one trip to the ORM's thread
 for every symbol, as the database work runs in that one thread anyway. Price moves mark
@@ -14,10 +15,11 @@ symbol one portfolio message and re-checks the risk limits on it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -64,6 +66,33 @@ def _trade(message: dict, symbol: str, price: Decimal) -> Trade | None:
     return Trade(price=price, quantity=quantity, time=moment, trade_id=str(message.get("trade_id", "")))
 
 
+class PendingTrades:
+    """A symbol's trades waiting for matching, as their price and message. Each becomes a matching.Trade
+    (its quantity and time parsed, or a logged refusal) only when iterated, in the database thread:
+    orders_match_many iterates only the symbols with an open limit order, a few of a hundred under a
+    full feed, and building every trade cost the worker more than the matching runs."""
+
+    def __init__(self, symbol: str):
+        self.symbol = symbol
+        self._waiting: collections.deque[tuple[Decimal, dict]] = collections.deque()
+
+    def append(self, price: Decimal, message: dict) -> None:
+        self._waiting.append((price, message))
+
+    def popleft(self) -> dict:
+        """Drop the oldest trade; its message (for the log line)."""
+        return self._waiting.popleft()[1]
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __iter__(self) -> Iterator[Trade]:
+        for price, message in self._waiting:
+            trade = _trade(message, self.symbol, price)
+            if trade is not None:
+                yield trade
+
+
 def _revalue(symbols: set[str], prices: dict[str, Decimal]) -> None:
     """One revaluation round (sync, in the ORM's thread): portfolios of holders, then risk limits."""
     services.portfolios_publish(user_ids=selectors.position_holders(symbols=symbols), prices=prices)
@@ -81,7 +110,7 @@ class Engine:
         self.prices: dict[str, Decimal] = {}
         self._revalue_interval = revalue_interval
         self._clock = clock
-        self._pending: dict[str, list[Trade]] = {}
+        self._pending: dict[str, PendingTrades] = {}
         self._matcher: asyncio.Task | None = None
         self._dirty: set[str] = set()
         self._revaluer: asyncio.Task | None = None
@@ -107,16 +136,18 @@ class Engine:
             self._revaluer = asyncio.create_task(self._revalue_loop(), name="accounts-revalue")
 
     def _on_trade(self, symbol: str, price: Decimal, message: dict) -> None:
-        trade = _trade(message, symbol, price)
-        if trade is None:
-            return
-        pending = self._pending.setdefault(symbol, [])
+        pending = self._pending.get(symbol)
+        if pending is None:
+            pending = self._pending[symbol] = PendingTrades(symbol)
         if len(pending) >= MAX_PENDING_TRADES:
-            dropped = pending.pop(0)
+            dropped = pending.popleft()
             logger.error(
-                "paper matching on %s is %d trades behind: trade %s not matched", symbol, len(pending), dropped.trade_id
+                "paper matching on %s is %d trades behind: trade %s not matched",
+                symbol,
+                len(pending),
+                dropped.get("trade_id"),
             )
-        pending.append(trade)
+        pending.append(price, message)
         if self._matcher is None or self._matcher.done():
             self._matcher = asyncio.create_task(self._match_loop(), name="accounts-match")
 

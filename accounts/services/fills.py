@@ -10,7 +10,7 @@ the order ends, once, with the reason, and its reservation is released.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -265,7 +265,7 @@ def orders_match_trades(*, symbol: str, trades: Sequence[matching.Trade], prices
     return orders_match_many(trades={symbol: trades}, prices=prices)
 
 
-def orders_match_many(*, trades: Mapping[str, Sequence[matching.Trade]], prices: Prices | None = None) -> list[Fill]:
+def orders_match_many(*, trades: Mapping[str, Iterable[matching.Trade]], prices: Prices | None = None) -> list[Fill]:
     """Match the trades of several symbols, each symbol's in the order they printed.
 
     The feed brings tens of trades a second per symbol and most reach no order: one query for the

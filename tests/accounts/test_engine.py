@@ -101,6 +101,39 @@ async def test_trades_for_another_symbol_and_tickers_fill_nothing(paper, alice):
     assert (await in_thread(reload)(order)).status == "new"
 
 
+async def test_only_the_trades_of_symbols_with_an_open_limit_order_are_read_for_matching(paper, alice, monkeypatch):
+    read = []
+
+    def reading(message, symbol, price):
+        read.append((symbol, message["trade_id"]))
+        return real(message, symbol, price)
+
+    real = engine._trade
+    monkeypatch.setattr(engine, "_trade", reading)
+    await in_thread(make_symbol)("ETHUSDT")
+    order = await in_thread(place)(alice, "buy", "0.1", price="49000")
+
+    await feed(paper, trade("ETHUSDT", "100", trade_id=1), trade("BTCUSDT", "48000", trade_id=2))
+
+    assert read == [("BTCUSDT", 2)]  # the ether trade's quantity and time were never parsed
+    assert (await in_thread(reload)(order)).status == "filled"
+    assert paper.prices == {"ETHUSDT": D("100"), "BTCUSDT": D("48000")}
+
+
+async def test_past_the_pending_limit_the_oldest_trade_is_dropped_loudly_and_the_rest_match(
+    paper, alice, monkeypatch, caplog
+):
+    monkeypatch.setattr(engine, "MAX_PENDING_TRADES", 2)
+    order = await in_thread(place)(alice, "buy", "0.3", price="49000")
+    prints = [trade("BTCUSDT", "48000", quantity="0.1", trade_id=i) for i in (1, 2, 3)]
+
+    await feed(paper, *prints)  # queued before the matching run starts: one too many
+
+    assert "trade 1 not matched" in caplog.text
+    order = await in_thread(reload)(order)
+    assert (order.status, order.filled_quantity) == ("partially_filled", D("0.2"))
+
+
 async def test_a_burst_of_trades_is_matched_over_its_whole_price_range(paper, alice):
     buy = await in_thread(place)(alice, "buy", "0.1", price="49000")
     sell = await in_thread(place)(alice, "sell", "0.1", price="51000")
