@@ -26,7 +26,6 @@ _UNSIGNED_DECIMAL = re.compile(rf"^{_DECIMAL}$")
 # Unsigned decimal strings separated by single spaces (the values of a diff's levels, joined).
 _UNSIGNED_DECIMALS = re.compile(rf"{_DECIMAL}(?: {_DECIMAL})*")
 _SIGNED_DECIMAL = re.compile(rf"^-?{_DECIMAL}$")
-_SYMBOL = protocol.SYMBOL_PATTERN
 _STREAM_NAME = re.compile(r"^([a-z0-9]+)@[A-Za-z0-9_@]+$")
 EXCERPT_CHARS = 120
 
@@ -164,7 +163,7 @@ def trade(payload: dict) -> dict:
         and type(trade_id) is int
         and millis >= 0
         and trade_id >= 0
-        and _SYMBOL.fullmatch(symbol)
+        and protocol.SYMBOL_PATTERN.fullmatch(symbol)
         and _UNSIGNED_DECIMAL.fullmatch(price)
         and _UNSIGNED_DECIMAL.fullmatch(quantity)
     ):
