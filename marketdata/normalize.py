@@ -23,6 +23,8 @@ from realtime import protocol
 
 _DECIMAL = r"\d{1,24}(?:\.\d{1,24})?"
 _UNSIGNED_DECIMAL = re.compile(rf"^{_DECIMAL}$")
+# An event time past 9999-12-31T23:59:59.999Z has no ISO 8601 timestamp of ours (datetime stops there).
+_LAST_MILLIS = 253_402_300_799_999
 # Unsigned decimal strings separated by single spaces (the values of a diff's levels, joined).
 _UNSIGNED_DECIMALS = re.compile(rf"{_DECIMAL}(?: {_DECIMAL})*")
 _SIGNED_DECIMAL = re.compile(rf"^-?{_DECIMAL}$")
@@ -140,7 +142,7 @@ def ticker(payload: dict) -> dict:
         high_price=_decimal(payload, "h"),
         low_price=_decimal(payload, "l"),
         volume=_decimal(payload, "v"),
-        timestamp=protocol.iso_from_millis(_int(payload, "E")),
+        timestamp=protocol.iso_from_millis(_millis(payload, "E")),
     )
 
 
@@ -161,7 +163,7 @@ def trade(payload: dict) -> dict:
         and type(maker) is bool
         and type(millis) is int
         and type(trade_id) is int
-        and millis >= 0
+        and 0 <= millis <= _LAST_MILLIS
         and trade_id >= 0
         and protocol.SYMBOL_PATTERN.fullmatch(symbol)
         and _UNSIGNED_DECIMAL.fullmatch(price)
@@ -179,7 +181,7 @@ def checked_trade(payload: dict) -> dict:
         price=_decimal(payload, "p"),
         quantity=_decimal(payload, "q"),
         side="sell" if _bool(payload, "m") else "buy",
-        timestamp=protocol.iso_from_millis(_int(payload, "E")),
+        timestamp=protocol.iso_from_millis(_millis(payload, "E")),
         trade_id=_int(payload, "t"),
     )
 
@@ -195,7 +197,7 @@ def depth_diff(payload: dict) -> DepthDiff:
         final_update_id=final,
         bids=_levels(payload, "b"),
         asks=_levels(payload, "a"),
-        event_time=_int(payload, "E"),
+        event_time=_millis(payload, "E"),
     )
 
 
@@ -295,6 +297,14 @@ def _int(payload: dict, key: str) -> int:
     value = _field(payload, key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise NormalizeError(f"field {key!r} is not a non-negative integer")
+    return value
+
+
+def _millis(payload: dict, key: str) -> int:
+    """An event time in milliseconds that our timestamps can show."""
+    value = _int(payload, key)
+    if value > _LAST_MILLIS:
+        raise NormalizeError(f"field {key!r} is a time after the year 9999")
     return value
 
 

@@ -182,6 +182,7 @@ def test_frames_that_are_not_binance_frames_are_refused(frame):
         {"E": "1672515782136"},
         {"E": True},
         {"E": -1},
+        {"E": 253_402_300_800_000},  # 10000-01-01: no timestamp of ours shows it
         {"s": "bnb btc"},
         {"s": "BNB BTC"},
         {"s": 42},
@@ -194,7 +195,7 @@ def test_a_ticker_with_a_bad_field_is_refused(changes):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"m": "true"}, {"m": None}, {"t": "12345"}, {"p": 0.001}, {"q": "1,5"}],
+    [{"m": "true"}, {"m": None}, {"t": "12345"}, {"p": 0.001}, {"q": "1,5"}, {"E": 253_402_300_800_000}],
 )
 def test_a_trade_with_a_bad_field_is_refused(changes):
     with pytest.raises(NormalizeError):
@@ -209,6 +210,7 @@ def test_a_trade_with_a_bad_field_is_refused(changes):
         {"b": [["0.0024", 10]]},
         {"a": "0.0026"},
         {"u": None},
+        {"E": 253_402_300_800_000},  # published later as the book's timestamp
     ],
 )
 def test_a_depth_update_with_a_bad_field_is_refused(changes):
