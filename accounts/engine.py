@@ -1,12 +1,13 @@
 """The async boundary the market-data worker calls: paper matching, revaluation, risk checks, bots.
 
-`handle_market_message` is called for every normalised trade and ticker and returns at once: it
+`handle_market_messages` is called with every normalised trade and ticker, in order, and returns at once: it
 records the price and hands the database work to background tasks, so a slow database never
 holds up the market feed. Trades queue per symbol with their price (their quantity and time are
 read in the matching run, only for symbols with an open limit order);
-one matching run at a time takes every trade queued so far, every symbol's in order (each trade
-fills at most its quantity, and only orders placed before it printed): one trip to the ORM's thread
-for every symbol, as the database work runs in that one thread anyway. Price moves mark
+one matching run at a time, at most one per MATCH_INTERVAL_SECONDS, takes every trade queued so far,
+every symbol's in order (each trade fills at most its quantity, and only orders placed before it
+printed): one trip to the ORM's thread for every symbol, as the database work runs in that one
+thread anyway. Price moves mark
 their symbol for revaluation; one revaluation round per second at most sends each holder of a moved
 symbol one portfolio message and re-checks the risk limits on it.
 `run_bots` drives the running bots' strategies once a second until told to stop.
@@ -19,7 +20,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -31,6 +32,9 @@ from accounts.matching import Trade
 logger = logging.getLogger(__name__)
 
 REVALUE_INTERVAL_SECONDS = 1.0  # at most one price-driven portfolio message per user per second
+# At most this often a matching run: each costs a trip to the ORM's thread and a query whatever the
+# number of trades, and a feed that trickles (as Binance's does) would otherwise start one per trade.
+MATCH_INTERVAL_SECONDS = 0.1
 BOT_TICK_SECONDS = 1.0
 # Trades waiting for matching, per symbol: far more than a run ever lags behind; past it the oldest
 # are dropped, loudly, rather than the worker's memory growing without bound.
@@ -105,10 +109,15 @@ class Engine:
     """Per-process state: last prices, pending trade ranges, and the background tasks."""
 
     def __init__(
-        self, *, revalue_interval: float = REVALUE_INTERVAL_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        revalue_interval: float = REVALUE_INTERVAL_SECONDS,
+        match_interval: float = MATCH_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.prices: dict[str, Decimal] = {}
         self._revalue_interval = revalue_interval
+        self._match_interval = match_interval
         self._clock = clock
         self._pending: dict[str, PendingTrades] = {}
         self._matcher: asyncio.Task | None = None
@@ -121,6 +130,15 @@ class Engine:
 
     async def handle(self, message: dict) -> None:
         """Take one market message; the database work it causes runs in the background."""
+        self.take(message)
+
+    async def handle_many(self, messages: Iterable[dict]) -> None:
+        """`handle` of each message, in order (the worker's feed: one call for a tick's messages)."""
+        for message in messages:
+            self.take(message)
+
+    def take(self, message: dict) -> None:
+        """Record one market message's price and queue its work; never waits."""
         handler = self._handlers.get(message.get("type"))
         if handler is None:
             return  # order books and anything else do not move paper orders or valuations
@@ -155,14 +173,16 @@ class Engine:
         """A ticker moves valuations only; paper orders fill on trades."""
 
     async def _match_loop(self) -> None:
-        # Trades that arrive while a run is in the database are the next run's.
+        # Trades that arrive while a run is in the database, or in the pause after it, are the next run's.
         while self._pending:
+            started = self._clock()
             trades, self._pending = self._pending, {}
             await self._guarded(
                 database_sync_to_async(services.orders_match_many)(trades=trades, prices=dict(self.prices)),
                 "paper matching on %s failed",
                 ",".join(sorted(trades)),
             )
+            await asyncio.sleep(max(0.0, self._match_interval - (self._clock() - started)))
 
     async def _revalue_loop(self) -> None:
         while self._dirty:
@@ -206,9 +226,9 @@ class Engine:
 _engine = Engine()
 
 
-async def handle_market_message(message: dict) -> None:
-    """Feed one normalised `trade` or `ticker` message (other types are ignored)."""
-    await _engine.handle(message)
+async def handle_market_messages(messages: Iterable[dict]) -> None:
+    """Feed normalised market messages, in order: the worker's listener (realtime feed batches)."""
+    await _engine.handle_many(messages)
 
 
 async def run_bots(stop: asyncio.Event) -> None:

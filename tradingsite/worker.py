@@ -96,7 +96,7 @@ async def run_term(stop: asyncio.Event, options: WorkerOptions) -> None:
     """Stream market data, match paper orders on every trade and run the bots, until `stop` is set."""
     try:
         await asyncio.gather(
-            run_worker(stop, listeners=(engine.handle_market_message,), options=options),
+            run_worker(stop, listeners=(engine.handle_market_messages,), options=options),
             engine.run_bots(stop),
         )
     finally:

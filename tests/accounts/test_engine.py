@@ -2,6 +2,7 @@
 checks on price moves, and the bot runner."""
 
 import asyncio
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -37,7 +38,7 @@ async def alice():
 
 @pytest.fixture
 def paper():
-    return engine.Engine(revalue_interval=0.01)  # drain() waits out the revaluation interval
+    return engine.Engine(revalue_interval=0.01, match_interval=0.01)  # drain() waits out both intervals
 
 
 async def feed(paper: engine.Engine, *messages: dict) -> None:
@@ -149,6 +150,73 @@ async def test_a_canceled_order_is_not_filled_by_a_later_trade(paper, alice):
     assert (await in_thread(reload)(order)).status == "canceled"
 
 
+class MatchRuns:
+    """Records each matching run's trades (symbol -> trade ids) and when it started, then runs it."""
+
+    def __init__(self, monkeypatch):
+        self.runs: list[tuple[float, dict[str, list]]] = []
+        self._real = services.orders_match_many
+        self._loop = asyncio.get_running_loop()
+        self._ran = asyncio.Condition()
+        monkeypatch.setattr(services, "orders_match_many", self)
+
+    def __call__(self, *, trades, prices):  # in the ORM's thread
+        ids = {symbol: [t.trade_id for t in pending] for symbol, pending in trades.items()}
+        self.runs.append((time.monotonic(), ids))
+        result = self._real(trades=trades, prices=prices)
+        asyncio.run_coroutine_threadsafe(self._tell(), self._loop).result(TIMEOUT)
+        return result
+
+    async def _tell(self) -> None:
+        async with self._ran:
+            self._ran.notify_all()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(TIMEOUT), self._ran:
+            await self._ran.wait_for(lambda: len(self.runs) >= count)
+
+
+async def test_matching_runs_start_at_most_once_per_match_interval(alice, monkeypatch):
+    runs = MatchRuns(monkeypatch)
+    await in_thread(fund)(alice, "USDT", "1000000")
+    await in_thread(place)(alice, "buy", "5", price="49000")  # open: every trade is read
+    paper = engine.Engine(revalue_interval=0.01, match_interval=0.3)
+
+    await paper.handle_many([trade("BTCUSDT", "48000", quantity="0.1", trade_id=1)])
+    await runs.wait_for(1)
+    await paper.handle_many([trade("BTCUSDT", "48000", quantity="0.1", trade_id=2)])
+    await runs.wait_for(2)
+    await paper.drain()
+
+    (first, _), (second, _) = runs.runs
+    assert second - first >= 0.29  # the second trade waited for the interval, not for another trade
+
+
+async def test_trades_that_arrive_during_the_pause_are_matched_together_in_order(alice, monkeypatch):
+    runs = MatchRuns(monkeypatch)
+    await in_thread(fund)(alice, "USDT", "1000000")
+    await in_thread(make_symbol)("ETHUSDT")
+    await in_thread(place)(alice, "buy", "5", price="49000")
+    await in_thread(place)(alice, "buy", "5", price="90", symbol="ETHUSDT")
+    paper = engine.Engine(revalue_interval=0.01, match_interval=0.2)
+
+    await paper.handle_many([trade("BTCUSDT", "48000", quantity="0.1", trade_id=1)])
+    await runs.wait_for(1)
+    await paper.handle_many([trade("BTCUSDT", "48000", quantity="0.1", trade_id=n) for n in (2, 3)])
+    await paper.handle_many([trade("ETHUSDT", "80", quantity="0.1", trade_id=4)])
+    await paper.drain()
+
+    assert [ids for _at, ids in runs.runs] == [{"BTCUSDT": ["1"]}, {"BTCUSDT": ["2", "3"], "ETHUSDT": ["4"]}]
+
+
+async def test_handle_many_takes_each_message_in_order(paper, alice):
+    order = await in_thread(place)(alice, "buy", "0.1", price="49000")
+    await paper.handle_many([ticker("BTCUSDT", "50000"), trade("BTCUSDT", "48000"), ticker("BTCUSDT", "50100")])
+    await paper.drain()
+    assert paper.prices == {"BTCUSDT": D("50100")}  # the last message's price
+    assert (await in_thread(reload)(order)).status == "filled"
+
+
 async def test_messages_without_a_usable_price_or_of_other_types_are_ignored(paper, alice):
     await feed(
         paper,
@@ -225,7 +293,7 @@ async def test_a_stopped_bot_places_nothing(alice):
 
 async def test_the_module_entry_points_delegate_to_one_engine(alice):
     order = await in_thread(place)(alice, "buy", "0.1", price="49000")
-    await engine.handle_market_message(trade("BTCUSDT", "48000"))
+    await engine.handle_market_messages([trade("BTCUSDT", "48000")])
     await engine.drain()
     assert (await in_thread(reload)(order)).status == "filled"
     stop = asyncio.Event()

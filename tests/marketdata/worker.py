@@ -109,9 +109,9 @@ class Collector:
         self.messages: list[dict] = []
         self._arrived = asyncio.Condition()
 
-    async def __call__(self, message: dict) -> None:
+    async def __call__(self, messages: list[dict]) -> None:
         async with self._arrived:
-            self.messages.append(message)
+            self.messages.extend(messages)
             self._arrived.notify_all()
 
     async def wait_for(self, predicate: Callable[[dict], bool], timeout: float = TIMEOUT) -> dict:
