@@ -103,8 +103,9 @@ async def astore_market_state(
     event loop. On another cache (memory in the embedded mode, tests): one hop to a thread.
     """
     entries: dict[str, tuple[str, int]] = {}  # key -> (value, timeout)
+    now = now_ms()
     for symbol, (price, at_ms) in (prices or {}).items():
-        entries[_price_key(symbol)] = (_price_value(price, at_ms), PRICE_TTL_SECONDS)
+        entries[_price_key(symbol)] = (_price_value(price, now if at_ms is None else at_ms), PRICE_TTL_SECONDS)
     for (stream, symbol), text in (snapshots or {}).items():
         ttl = BOOK_SNAPSHOT_TTL_SECONDS if stream == Stream.ORDERBOOK else SNAPSHOT_TTL_SECONDS
         entries[_snapshot_key(stream, symbol)] = (text, ttl)

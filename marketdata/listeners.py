@@ -4,6 +4,7 @@ A listener is `async def listener(messages: list[dict]) -> None`; it receives ev
 message the worker publishes, in order, as lists of what arrived since its last call (a tick's
 messages in one call: a call per message cost the worker more than the engine's own work, measured).
 A listener that raises is logged and gets the next messages; the rest of that list is its own to lose.
+The messages are the worker's own, shared by every listener: a listener must not change them.
 Each listener gets a bounded queue and a task of its own,
 so a slow listener never stalls publishing; when its queue is full the message is dropped and the
 drop is logged (a dropped trade at ERROR, with its id: paper fills may have been missed).
@@ -17,7 +18,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +45,21 @@ class ListenerFeed:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"market-listener-{self.name}")
 
-    def offer_many(self, messages: Iterable[dict]) -> None:
-        """Queue a copy of each message, in order, never waiting: past `size` waiting, one is dropped, loudly."""
+    def offer_many(self, messages: Collection[dict]) -> None:
+        """Queue each message, in order, never waiting: past `size` waiting, one is dropped, loudly.
+
+        The messages are shared, not copied (a copy of each cost the worker more than the engine's
+        work on it): a listener must not change them."""
         pending = self._pending
-        for message in messages:
-            if len(pending) >= self.size:
-                self.dropped += 1
-                self._log_drop(message)
-            else:
-                pending.append(dict(message))
+        if len(pending) + len(messages) <= self.size:
+            pending.extend(messages)
+        else:
+            for message in messages:
+                if len(pending) >= self.size:
+                    self.dropped += 1
+                    self._log_drop(message)
+                else:
+                    pending.append(message)
         if pending:
             self._idle.clear()
             self._ready.set()

@@ -443,7 +443,7 @@ class MarketDataWorker:
         tops, messages = {}, []
         for symbol in sorted(dirty | behind):
             book = self.books.get(symbol)
-            if book is None or not book.synced or book.crossed():
+            if book is None or not book.synced:  # a synced book is never crossed: OrderBook discards it
                 continue
             top = book.top(self.options.depth)
             if not self._has_news(symbol, top, settled=symbol not in dirty, now=now):

@@ -44,6 +44,9 @@ return #keys
 )
 
 
+MADE_KEYS = 10_000  # aset_each's remembered keys (with prefix and version) at most
+
+
 class CacheClient(RedisCacheClient):
     def set_many(self, data, timeout):
         if data:
@@ -68,6 +71,15 @@ class Cache(RedisCache):
         super().__init__(server, params)
         self._class = CacheClient
         self._async_set_each: PerLoop = PerLoop(self._new_async_set_each)
+        self._made_keys: dict[str, str] = {}  # the worker writes the same few hundred keys all day
+
+    def _made_key(self, key: str) -> str:
+        made = self._made_keys.get(key)
+        if made is None:
+            if len(self._made_keys) >= MADE_KEYS:
+                self._made_keys.clear()  # keys we were not meant to see again: start over
+            made = self._made_keys[key] = self.make_key(key)
+        return made
 
     def _new_async_set_each(self):
         return async_client(self._servers[0]).register_script(_SET_EACH)  # the server Django writes to
@@ -81,7 +93,8 @@ class Cache(RedisCache):
         """
         if not entries:
             return
-        keys = [self.make_key(key) for key in entries]
-        timeouts = [self.get_backend_timeout(timeout) for _value, timeout in entries.values()]
+        keys = [self._made_key(key) for key in entries]
+        backend_timeouts = {timeout: self.get_backend_timeout(timeout) for _value, timeout in entries.values()}
+        timeouts = [backend_timeouts[timeout] for _value, timeout in entries.values()]
         args = self._cache.set_each_args(keys, (value for value, _timeout in entries.values()), timeouts)
         await self._async_set_each.get()(args=args)

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 import redis
 
+from realtime import cache_backend
 from realtime.cache_backend import Cache
 from tests.integration.harness import claimed_redis_url
 
@@ -105,6 +106,15 @@ async def test_aset_each_writes_the_same_bytes_as_set(cache, redis_url):
     for key in values:
         assert client.get(cache.make_key(f"by-script:{key}")) == client.get(cache.make_key(f"by-set:{key}"))
     assert cache.get_many([f"by-script:{key}" for key in values]) == {f"by-script:{k}": v for k, v in values.items()}
+
+
+async def test_aset_each_writes_the_same_keys_however_many_it_has_seen(cache, monkeypatch):
+    monkeypatch.setattr(cache_backend, "MADE_KEYS", 3)  # past it the remembered keys start over
+    for round_ in range(3):
+        await cache.aset_each({f"key:{n}": (f"{round_}.{n}", 60) for n in range(5)})
+
+    assert cache.get_many([f"key:{n}" for n in range(5)]) == {f"key:{n}": f"2.{n}" for n in range(5)}
+    assert len(cache._made_keys) <= 3
 
 
 async def test_aset_each_keeps_a_value_without_timeout_and_removes_one_with_a_zero_timeout(cache, redis_url):
