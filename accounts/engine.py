@@ -1,15 +1,14 @@
 """The async boundary the market-data worker calls: paper matching, revaluation, risk checks, bots.
 
-`handle_market_messages` is called with every normalised trade and ticker, in order, and returns at once: it
-records the price and hands the database work to background tasks, so a slow database never
-holds up the market feed. Trades queue per symbol with their price (their quantity and time are
-read in the matching run, only for symbols with an open limit order);
-one matching run at a time, at most one per MATCH_INTERVAL_SECONDS, takes every trade queued so far,
-every symbol's in order (each trade fills at most its quantity, and only orders placed before it
-printed): one trip to the ORM's thread for every symbol, as the database work runs in that one
-thread anyway. Price moves mark
-their symbol for revaluation; one revaluation round per second at most sends each holder of a moved
-symbol one portfolio message and re-checks the risk limits on it.
+`handle_market_messages` is called with every normalised trade and ticker, in order, and returns at
+once: it records the price and hands the database work to background tasks, so a slow database
+never holds up the market feed. Trades queue per symbol with their price (their quantity and time
+are read in the matching run, only for symbols with an open limit order); one matching run at a
+time, at most one per MATCH_INTERVAL_SECONDS, takes every trade queued so far, every symbol's in
+order (each trade fills at most its quantity, and only orders placed before it printed): one trip
+to the ORM's thread for every symbol, as the database work runs in that one thread anyway. Price
+moves mark their symbol for revaluation; one revaluation round per second at most sends each
+holder of a moved symbol one portfolio message and re-checks the risk limits on it.
 `run_bots` drives the running bots' strategies once a second until told to stop.
 """
 
