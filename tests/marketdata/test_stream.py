@@ -7,11 +7,13 @@ import inspect
 import logging
 from dataclasses import replace
 from decimal import Decimal
+from types import SimpleNamespace
 
 import orjson
 import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings
+from prometheus_client import REGISTRY
 
 import marketdata.stream
 from marketdata import latest, normalize, status
@@ -224,6 +226,23 @@ async def test_a_book_whose_top_changed_is_published_in_the_next_round(book_work
     await book_worker.publish_books()
 
     assert [book["bids"][0] for book in sent_books] == [["100.00", "1"], ["100.00", "7"]]
+
+
+async def test_the_frames_metric_counts_every_frame_read_once_a_round_of_books_ran(book_worker, sent_books):
+    def frames_read() -> float:
+        return REGISTRY.get_sample_value("marketdata_frames_total")
+
+    await book_worker.publish_books()  # the frames of the fixture's sync are counted
+    before = frames_read()
+    for update_id in (102, 103, 104):
+        book_worker.handle_frame(depth_frame(update_id, update_id, bids=[["100.00", str(update_id)]]), shard=None)
+    book_worker.handle_frame(b"not json", shard=SimpleNamespace(number=1))  # read, though refused
+    assert frames_read() == before  # not yet: the round brings the metric up to date
+
+    await book_worker.publish_books()
+    assert frames_read() - before == 4
+    await book_worker.publish_books()  # nothing new read: nothing added
+    assert frames_read() - before == 4
 
 
 async def test_a_book_changed_only_below_its_top_is_sent_again_once_its_diffs_stop(book_worker, sent_books):
