@@ -163,6 +163,10 @@ class MarketDataWorker:
         self._snapshot_slots = asyncio.Semaphore(options.snapshot_concurrency)
         self._shard_numbers = itertools.count(1)  # for log lines; never reused
         self._running = False
+        # Set at stop; the loops check it besides being cancelled: a cancellation that lands in a Redis
+        # or thread call can be swallowed there (measured: the publisher then waited for messages
+        # that no longer come, and the worker never stopped), and a flag cannot be.
+        self._stopping = False
         self._malformed = _Throttle()
         self._publish_failures = _Throttle()
         self._pending_drops = _Throttle()
@@ -200,6 +204,8 @@ class MarketDataWorker:
             logger.info("market-data worker stopped")
 
     async def _shutdown(self, loops: list[asyncio.Task]) -> None:
+        self._stopping = True
+        self._has_outgoing.set()  # the publisher sees the flag even if its cancellation went missing
         tasks = [*loops, *self._syncing.values(), *self._background]
         for task in tasks:
             task.cancel()
@@ -213,13 +219,14 @@ class MarketDataWorker:
             await self.write_status()
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
-        """Run `action` now and every `seconds`; a failure is logged and the loop goes on."""
-        while True:
+        """Run `action` now and every `seconds` until the worker stops; a failure is logged and the loop goes on."""
+        while not self._stopping:
             try:
                 await action()
             except Exception:
                 logger.exception("market-data worker: %s failed", action.__name__)
-            await asyncio.sleep(seconds)
+            if not self._stopping:
+                await asyncio.sleep(seconds)
 
     def _spawn(self, coroutine: Awaitable) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -320,7 +327,7 @@ class MarketDataWorker:
     async def _publish_outgoing(self) -> None:
         """Publish the market messages read so far, in order, as one batch: whatever arrived while the
         previous batch was being written goes next. No timer: an idle feed publishes each message at once."""
-        while True:
+        while not self._stopping:
             await self._has_outgoing.wait()
             self._has_outgoing.clear()
             batch, self._outgoing = self._outgoing, collections.deque()

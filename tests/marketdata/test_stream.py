@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from dataclasses import replace
@@ -529,6 +530,23 @@ async def test_a_failing_listener_is_logged_and_keeps_receiving(simulator, caplo
 
 
 # --- status and stopping ------------------------------------------------------------------------------
+
+
+async def test_the_worker_stops_even_when_a_call_swallows_its_cancellation(simulator, monkeypatch):
+    """A cancellation can end inside a library call (a Redis client's retry, a thread hop) instead of
+    reaching the worker's loops: the worker must stop all the same (running_worker checks it does)."""
+    sending = asyncio.Event()
+
+    async def swallowing(frames) -> None:
+        sending.set()
+        with contextlib.suppress(asyncio.CancelledError):  # the cancellation ends here
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr(publish, "asend_market_many", swallowing)
+    async with running_worker(simulator):
+        await simulator.wait_until(subscribed("BTCUSDT", "ETHUSDT"), TIMEOUT)
+        simulator.print_trade("BTCUSDT", "50000.00", "0.1")
+        await asyncio.wait_for(sending.wait(), TIMEOUT)  # a publish is in flight when the stop comes
 
 
 async def test_the_worker_writes_a_status_record_for_ws_status(simulator, monkeypatch):
