@@ -226,7 +226,8 @@ _engine = Engine()
 
 
 async def handle_market_messages(messages: Iterable[dict]) -> None:
-    """Feed normalised market messages, in order: the worker's listener (realtime feed batches)."""
+    """Feed normalised market messages, in order: the worker's listener (marketdata.listeners calls it
+    with the messages that arrived since its last call)."""
     await _engine.handle_many(messages)
 
 
